@@ -17,10 +17,19 @@ Interface the engine and the API use (synchronous; the engine calls it from work
                                          # NotFound('No such image: busybox:latest')
     store.list() -> list[Image]
     store.tag(ref, new_ref)              # InvalidArgument for a bad reference
-    store.untag(ref) / store.delete(image_id) -> list[dict]   # [{"Untagged": ...}, {"Deleted": ...}]
+    store.untag(ref) -> list[dict]       # `docker rmi <name>`: removes the tag; with its last tag
+                                         # the image goes too unless a rootfs (prepare_rootfs) or a
+                                         # child image uses it (then it stays, dangling)
+    store.delete(ref, force=False, noprune=False) -> list[dict]   # `docker rmi` semantics: a name
+                                         # untags and the image goes with its last tag; an ID with
+                                         # several tags -> Conflict unless force. ref: any resolve()
+                                         # form (an image ID, as before, still works).
+                                         # -> [{"Untagged": "busybox:latest"}, {"Deleted": "sha256:..."}]
     store.import_rootfs(fileobj, ref|None, changes=(), message="") -> Image   # docker import
     store.load(fileobj, progress=None) -> list[str]     # docker-archive or OCI layout tar;
-                                                        # returns "busybox:latest" or "sha256:<id>"
+                                                        # returns "busybox:latest" or "sha256:<id>";
+                                                        # progress(dict) gets Docker JSON-message
+                                                        # dicts {"status","id","progressDetail"}
     store.save(refs, fileobj, fmt="docker-archive"|"oci")
     store.history(ref) -> list[dict]     # Docker's /images/{name}/history items
     store.prune(dangling_only=True, in_use=set()) -> (deleted: list[dict], reclaimed: int)
@@ -28,6 +37,9 @@ Interface the engine and the API use (synchronous; the engine calls it from work
                                                          # layers, upper/work under active/<key>
     store.rootfs_upper(key) -> str       # the upper dir (diff, commit, export later)
     store.remove_rootfs(key)             # idempotent
+    store.commit(key, container_config=None, ref=None, changes=(), comment="", author="",
+                 created_by="") -> Image   # docker commit: upper dir -> new layer, parent = image
+    store.changes(key) -> list[dict]     # docker diff: [{"Path": "/tmp/x", "Kind": 0|1|2}]
 
 Untrusted tar members are written only through ``dockyard.images.archive`` which resolves every
 path with ``dockyard.safepath``: nothing from a tar is ever written outside its target directory.
