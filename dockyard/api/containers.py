@@ -1,0 +1,375 @@
+"""/containers/* handlers: wire parameters -> engine calls, engine objects -> render.
+
+Only translation lives here; every state machine is the engine's. Things moby answers from the
+request alone (bad condition, no stream chosen, bad filter) are rejected before the engine is called.
+"""
+
+import asyncio
+import json
+import os
+import re
+import struct
+import time
+
+from dockyard import errdefs
+from dockyard.api import render
+from dockyard.api.server import Hijack, Request, Response, Router, Stream, json_response, peer_hung_up
+
+_STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2, "system": 3}
+_CONTAINER_FILTERS = {"id", "name", "label", "status", "ancestor", "exited", "before", "since",
+                      "health", "network", "volume", "publish", "expose", "is-task"}
+_ENGINE_FILTERS = {"health", "network", "volume", "publish", "expose", "is-task"}
+_STATES = {"created", "running", "paused", "restarting", "removing", "exited", "dead"}
+
+
+def frame(stream: str, data: bytes) -> bytes:
+    """pkg/stdcopy framing: [stream, 0, 0, 0, size uint32 BE] + payload."""
+    return struct.pack(">BxxxL", _STREAM_IDS[stream], len(data)) + data
+
+
+def parse_timestamp_ns(v: str | None, name: str) -> int:
+    """``since``/``until`` as unix seconds with optional '.nanoseconds'; 0 = unset."""
+    if not v:
+        return 0
+    sec, _, frac = v.partition(".")
+    try:
+        return int(sec) * 1_000_000_000 + (int(frac.ljust(9, "0")[:9]) if frac else 0)
+    except ValueError:
+        raise errdefs.InvalidArgument(f"invalid value for {name}: {v!r}") from None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_until(v: str, now: float) -> float:
+    """A prune ``until``: a Go duration before now ('24h', '1h30m'), unix seconds, or RFC3339."""
+    if re.fullmatch(f"(?:{_DURATION.pattern})+", v):
+        return now - sum(float(n) * _UNIT_S[u] for n, u in _DURATION.findall(v))
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    t = render.to_unix(v)
+    if t == 0:
+        raise errdefs.InvalidArgument(f"invalid filter 'until={v}': not a duration, timestamp or date")
+    return t
+
+
+def labels_match(labels: dict, wanted: list[str]) -> bool:
+    for w in wanted:
+        k, eq, v = w.partition("=")
+        if k not in labels or (eq and labels[k] != v):
+            return False
+    return True
+
+
+def filter_containers(eng, containers, all_: bool, limit: int, filters: dict) -> list:
+    """moby's list rules over the engine's newest-first list: without ``all`` only running ones,
+    unless a status filter or a positive limit is given (``docker ps -n 3`` shows exited ones)."""
+    for k in filters:
+        if k not in _CONTAINER_FILTERS:
+            raise errdefs.InvalidArgument(f"invalid filter '{k}'")
+    for s in filters.get("status", []):
+        if s not in _STATES:
+            raise errdefs.InvalidArgument(f"invalid filter 'status={s}'")
+    if filters.get("status"):
+        all_ = True
+    for p in filters.get("name", []):
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise errdefs.InvalidArgument(f"invalid filter 'name={p}': {e}") from None
+    out = list(containers)
+    for key, keep_older in (("before", True), ("since", False)):
+        for ref in filters.get(key, []):
+            pivot = eng.get(ref).id
+            ids = [c.id for c in out]
+            if pivot in ids:
+                i = ids.index(pivot)
+                out = out[i + 1:] if keep_older else out[:i]
+            else:
+                out = []
+    res = []
+    for c in out:
+        if not all_ and limit <= 0 and not c.state.running:
+            continue
+        if filters.get("id") and not any(c.id.startswith(p) for p in filters["id"]):
+            continue
+        if filters.get("name") and not any(re.search(p, c.name) for p in filters["name"]):
+            continue
+        if filters.get("label") and not labels_match((c.config or {}).get("Labels") or {}, filters["label"]):
+            continue
+        if filters.get("status") and c.state.status not in filters["status"]:
+            continue
+        if filters.get("exited"):
+            if c.state.status != "exited" or str(c.state.exit_code) not in filters["exited"]:
+                continue
+        if filters.get("ancestor") and not any(_is_ancestor(eng, c, a) for a in filters["ancestor"]):
+            continue
+        res.append(c)
+    return res[:limit] if limit > 0 else res
+
+
+def _is_ancestor(eng, c, ref: str) -> bool:
+    if c.image == ref or c.image_id == ref or c.image_id.removeprefix("sha256:").startswith(ref):
+        return True
+    try:
+        return eng.images.resolve(ref).id == c.image_id
+    except errdefs.DockyardError:
+        return False
+
+
+def _proc_stat(pid: int) -> tuple[int, str, str] | None:
+    """(ppid, cmdline, state) from /proc/<pid>; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return None
+    comm_end = stat.rfind(")")
+    fields = stat[comm_end + 2:].split()
+    cmd = " ".join(a.decode(errors="replace") for a in argv if a) or "[" + stat[stat.find("(") + 1:comm_end] + "]"
+    return int(fields[1]), cmd, fields[0]
+
+
+def container_pids(init_pid: int) -> list[int]:
+    """PIDs in the cgroup of the container's init (read from the kernel, so exec'd processes count),
+    falling back to init and its descendants when the cgroup is not readable."""
+    try:
+        with open(f"/proc/{init_pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        for base in ([f"/sys/fs/cgroup/pids{path}"] if "pids" in ctrls.split(",") else
+                     [f"/sys/fs/cgroup/unified{path}", f"/sys/fs/cgroup{path}"] if ctrls == "" else []):
+            try:
+                with open(os.path.join(base, "cgroup.procs")) as f:
+                    pids = sorted(int(x) for x in f.read().split())
+                if init_pid in pids:
+                    return pids
+            except OSError:
+                continue
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit() and (st := _proc_stat(int(d))):
+            kids.setdefault(st[0], []).append(int(d))
+    out, todo = [], [init_pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return sorted(out)
+
+
+def setup(router: Router, eng) -> None:
+    async def create(req: Request):
+        body = await req.json()
+        host_config = body.pop("HostConfig", None) or {}
+        networking = body.pop("NetworkingConfig", None) or {}
+        for key, part in (("HostConfig", host_config), ("NetworkingConfig", networking)):
+            if not isinstance(part, dict):
+                raise errdefs.InvalidArgument(f"invalid {key}: expected a JSON object")
+        if not body.get("Image"):
+            raise errdefs.InvalidArgument("config: Image is required")
+        cid, warnings = await eng.create_container(req.q("name") or "", body, host_config, networking)
+        return json_response({"Id": cid, "Warnings": list(warnings or [])}, 201)
+
+    async def list_(req: Request):
+        filters = req.filters()
+        limit = req.qint("limit", -1)
+        # The filters below need engine knowledge (mounts, networks, health): the engine applies them.
+        deep = {k: v for k, v in filters.items() if k in _ENGINE_FILTERS}
+        cs = filter_containers(eng, eng.list(all=True, filters=deep), req.qbool("all"), limit, filters)
+        size = req.qbool("size")
+        return json_response([render.container_summary(c, size) for c in cs])
+
+    async def inspect(req: Request):
+        return json_response(render.container_inspect(eng.get(req.params["id"]), req.qbool("size")))
+
+    async def start(req: Request):
+        await req.body()  # pre-1.24 clients send a HostConfig here; ignored like moby does
+        await eng.start(req.params["id"])
+
+    async def stop(req: Request):
+        await eng.stop(req.params["id"], timeout=req.qint("t"), signal=req.q("signal") or None)
+
+    async def kill(req: Request):
+        await eng.kill(req.params["id"], signal=req.q("signal") or "KILL")
+
+    async def restart(req: Request):
+        await eng.restart(req.params["id"], timeout=req.qint("t"))
+
+    async def remove(req: Request):
+        await eng.remove(req.params["id"], force=req.qbool("force"), volumes=req.qbool("v"))
+
+    async def rename(req: Request):
+        name = req.q("name")
+        if not name:
+            raise errdefs.InvalidArgument("Neither old nor new names may be empty")
+        await eng.rename(req.params["id"], name)
+
+    async def resize(req: Request):
+        h, w = req.qint("h", 0), req.qint("w", 0)
+        await eng.resize(req.params["id"], h, w)
+        return Response(200)
+
+    async def wait(req: Request):
+        cond = req.q("condition") or "not-running"
+        if cond not in ("not-running", "next-exit", "removed"):
+            raise errdefs.InvalidArgument(f'invalid condition: "{cond}"')
+        ref = eng.get(req.params["id"]).id  # 404 as a status, not inside the body
+
+        async def body():
+            # Headers are flushed before this runs: `docker run` sends start only after they arrive.
+            try:
+                code = await eng.wait(ref, condition=cond)
+                res = {"StatusCode": code, "Error": None}
+            except errdefs.DockyardError as e:
+                res = {"StatusCode": -1, "Error": {"Message": str(e)}}
+            yield json.dumps(res).encode() + b"\n"
+
+        return Stream(body())
+
+    async def logs(req: Request):
+        c = eng.get(req.params["id"])
+        stdout, stderr = req.qbool("stdout"), req.qbool("stderr")
+        if not (stdout or stderr):
+            raise errdefs.InvalidArgument("Bad parameters: you must choose at least one stream")
+        tail = req.q("tail", "all")
+        if tail in ("all", ""):
+            tail_n = -1
+        else:
+            try:
+                tail_n = int(tail)
+            except ValueError:
+                raise errdefs.InvalidArgument(f"invalid value for tail: {tail!r}") from None
+        since = parse_timestamp_ns(req.q("since"), "since")
+        until = parse_timestamp_ns(req.q("until"), "until")
+        ts = req.qbool("timestamps")
+        tty = bool((c.config or {}).get("Tty"))
+        entries = eng.logs(c.id, stdout=stdout, stderr=stderr, follow=req.qbool("follow"),
+                           since_ns=since, until_ns=until, tail=tail_n)
+
+        async def body():
+            async for e in entries:
+                data = (render.rfc3339_nano_fixed(e.time_ns).encode() + b" " + e.data) if ts else e.data
+                yield data if tty else frame(e.stream, data)
+
+        ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+        return Stream(body(), ctype)
+
+    async def attach(req: Request):
+        c = eng.get(req.params["id"])
+        tty = bool((c.config or {}).get("Tty"))
+        want_stdin = req.qbool("stdin")
+        stdin_once = bool((c.config or {}).get("StdinOnce"))
+        # Subscribe before the 101 goes out, so output of a container started right after is kept.
+        sess = await eng.attach(c.id, stdin=want_stdin, stdout=req.qbool("stdout"), stderr=req.qbool("stderr"),
+                                logs=req.qbool("logs"), stream=req.qbool("stream"))
+
+        async def run(reader, writer, early: bytes):
+            async def pump_stdin():
+                data = early
+                while True:
+                    if data and want_stdin:
+                        await sess.write_stdin(data)
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                # EOF is a half-close (CLI without -i, or stdin at its end), not a disconnect.
+                if want_stdin and stdin_once:
+                    await sess.close_stdin()
+                while not peer_hung_up(writer):
+                    await asyncio.sleep(0.5)
+
+            async def pump_out():
+                try:
+                    async for stream, data in sess.output():
+                        writer.write(data if tty else frame(stream, data))
+                        await writer.drain()
+                except (ConnectionError, asyncio.CancelledError):
+                    raise
+                except Exception as e:  # noqa: BLE001 - report in-band, the status is long gone
+                    if not tty:
+                        writer.write(frame("system", str(e).encode()))
+                        await writer.drain()
+
+            out_t = asyncio.create_task(pump_out())
+            in_t = asyncio.create_task(pump_stdin())
+            try:
+                await asyncio.wait({out_t, in_t}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in (out_t, in_t):
+                    t.cancel()
+                await asyncio.gather(out_t, in_t, return_exceptions=True)
+                await sess.close()
+
+        ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+        return Hijack(run, ctype, cleanup=sess.close)
+
+    async def top(req: Request):
+        c = eng.get(req.params["id"])
+        if not c.state.running or not c.state.pid:
+            raise errdefs.Conflict(f"container {c.id} is not running")
+        titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+        procs = []
+        for pid in container_pids(c.state.pid):
+            st = _proc_stat(pid)
+            if st is None:
+                continue
+            try:
+                uid = os.stat(f"/proc/{pid}").st_uid
+            except OSError:
+                continue
+            procs.append([str(uid), str(pid), str(st[0]), "0", "", "?", "", st[1]])
+        return json_response({"Titles": titles, "Processes": procs})
+
+    async def prune(req: Request):
+        filters = req.filters()
+        for k in filters:
+            if k not in ("label", "label!", "until"):
+                raise errdefs.InvalidArgument(f"invalid filter '{k}'")
+        now = time.time()
+        untils = [parse_until(v, now) for v in filters.get("until", [])]
+        deleted = []
+        for c in eng.list(all=True):
+            if c.state.running:
+                continue
+            if untils and render.to_unix(c.created) >= min(untils):
+                continue
+            labels = (c.config or {}).get("Labels") or {}
+            if filters.get("label") and not labels_match(labels, filters["label"]):
+                continue
+            if any(labels_match(labels, [w]) for w in filters.get("label!", [])):
+                continue
+            try:
+                await eng.remove(c.id)
+                deleted.append(c.id)
+            except errdefs.NotFound:
+                pass
+            except errdefs.Conflict:
+                pass  # started meanwhile
+        return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+    C = r"/containers/(?P<id>[^/]+)"
+    router.add("POST", "/containers/create", create)
+    router.add("GET", "/containers/json", list_)
+    router.add("POST", "/containers/prune", prune)
+    router.add("GET", C + "/json", inspect)
+    router.add("POST", C + "/start", start)
+    router.add("POST", C + "/stop", stop)
+    router.add("POST", C + "/kill", kill)
+    router.add("POST", C + "/restart", restart)
+    router.add("DELETE", C, remove)
+    router.add("POST", C + "/rename", rename)
+    router.add("POST", C + "/resize", resize)
+    router.add("POST", C + "/wait", wait)
+    router.add("GET", C + "/logs", logs)
+    router.add("POST", C + "/attach", attach)
+    router.add("GET", C + "/top", top)
+

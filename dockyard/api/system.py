@@ -1,0 +1,164 @@
+"""System endpoints (_ping, version, info, events) and the placeholders clients probe for:
+predefined networks, /build/prune, and the swarm/plugin/distribution areas we do not have."""
+
+import asyncio
+import hashlib
+import time
+
+from dockyard import errdefs
+from dockyard.api import render
+from dockyard.api.containers import parse_timestamp_ns
+from dockyard.api.server import HTTPError, Request, Response, Router, Stream, json_response
+
+_NOT_SWARM = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
+              "this node to swarm and try again.")
+
+
+def _network(name: str, driver: str) -> dict:
+    # Stable IDs so `docker network ls` output does not change between daemon runs.
+    return {
+        "Name": name, "Id": hashlib.sha256(b"dockyard-network-" + name.encode()).hexdigest(),
+        "Created": render.ZERO_TIME, "Scope": "local", "Driver": driver, "EnableIPv4": True,
+        "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []},
+        "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False, "Containers": {}, "Options": {}, "Labels": {},
+    }
+
+
+PREDEFINED = [_network("bridge", "bridge"), _network("host", "host"), _network("none", "null")]
+
+
+def _find_network(ref: str) -> dict:
+    for n in PREDEFINED:
+        if ref in (n["Name"], n["Id"]):
+            return n
+    hits = [n for n in PREDEFINED if n["Id"].startswith(ref)]
+    if len(hits) == 1:
+        return hits[0]
+    raise errdefs.NotFound(f"network {ref} not found")
+
+
+def setup(router: Router, eng) -> None:
+    async def ping(req: Request):
+        hs = [("Builder-Version", "1"), ("Swarm", "inactive"),
+              ("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache")]
+        if req.method == "HEAD":
+            return Response(200, b"", "text/plain; charset=utf-8", hs)
+        return Response(200, b"OK", "text/plain; charset=utf-8", hs)
+
+    async def version(req: Request):
+        return json_response(render.version())
+
+    async def info(req: Request):
+        return json_response(render.info(eng.info()))
+
+    async def events(req: Request):
+        since = parse_timestamp_ns(req.q("since"), "since")
+        until = parse_timestamp_ns(req.q("until"), "until")
+        if since and until and since > until:
+            raise errdefs.InvalidArgument("since time cannot be after until time")
+        req.filters()  # validate; no events are recorded yet, so nothing to match
+
+        async def body():
+            # Events proper come later: keep the subscription open (the CLI's `stats` and compose
+            # hold one) and end it at `until` like moby does.
+            if until:
+                await asyncio.sleep(max(0.0, until / 1e9 - time.time()))
+            else:
+                await asyncio.Event().wait()
+            return
+            yield
+
+        return Stream(body())
+
+    async def networks(req: Request):
+        filters = req.filters()
+        out = []
+        for n in PREDEFINED:
+            if filters.get("name") and not any(f in n["Name"] for f in filters["name"]):
+                continue
+            if filters.get("id") and not any(n["Id"].startswith(f) for f in filters["id"]):
+                continue
+            if filters.get("driver") and n["Driver"] not in filters["driver"]:
+                continue
+            if filters.get("type") and "builtin" not in filters["type"]:
+                continue
+            if filters.get("label"):
+                continue
+            out.append(n)
+        return json_response(out)
+
+    async def network(req: Request):
+        return json_response(_find_network(req.params["id"]))
+
+    async def network_remove(req: Request):
+        n = _find_network(req.params["id"])
+        raise errdefs.Forbidden(f"{n['Name']} is a pre-defined network and cannot be removed")
+
+    async def network_create(req: Request):
+        body = await req.json()
+        name = body.get("Name", "")
+        if any(n["Name"] == name for n in PREDEFINED):
+            raise errdefs.Conflict(f"network with name {name} already exists")
+        raise HTTPError(501, "creating networks is not supported yet")
+
+    async def networks_prune(req: Request):
+        return json_response({"NetworksDeleted": None})
+
+    async def df(req: Request):
+        imgs = await asyncio.to_thread(eng.images.list)
+        ctrs = eng.list(all=True)
+        used = {}
+        for c in ctrs:
+            for m in c.mounts or []:
+                if m.get("Type") == "volume":
+                    used[m.get("Name")] = used.get(m.get("Name"), 0) + 1
+        images = []
+        for i in imgs:
+            d = render.image_summary(i)
+            d["Containers"] = sum(1 for c in ctrs if c.image_id == i.id)
+            images.append(d)
+        vols = []
+        for v in eng.list_volumes({}):
+            d = render.volume(v)
+            d["UsageData"] = {"Size": -1, "RefCount": used.get(v.name, 0)}
+            vols.append(d)
+        return json_response({"LayersSize": sum(i.size for i in imgs), "Images": images,
+                              "Containers": [render.container_summary(c, True) for c in ctrs],
+                              "Volumes": vols, "BuildCache": []})
+
+    async def build_prune(req: Request):
+        return json_response({"CachesDeleted": [], "SpaceReclaimed": 0})
+
+    async def not_found(req: Request):
+        raise errdefs.NotFound(f"plugin {req.params.get('rest', '')} not found"
+                               if req.path.startswith("/plugins") else "page not found")
+
+    async def plugins(req: Request):
+        return json_response([])
+
+    async def swarm(req: Request):
+        raise errdefs.Unavailable(_NOT_SWARM)
+
+    async def auth(req: Request):
+        await req.body()
+        return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
+    router.add("GET", "/_ping", ping)
+    router.add("GET", "/version", version)
+    router.add("GET", "/info", info)
+    router.add("GET", "/events", events)
+    router.add("GET", "/networks", networks)
+    router.add("POST", "/networks/create", network_create)
+    router.add("POST", "/networks/prune", networks_prune)
+    router.add("GET", "/networks/(?P<id>[^/]+)", network)
+    router.add("DELETE", "/networks/(?P<id>[^/]+)", network_remove)
+    router.add("GET", "/system/df", df)
+    router.add("POST", "/build/prune", build_prune)
+    router.add("POST", "/auth", auth)
+    router.add("GET", "/plugins", plugins)
+    for m in ("GET", "POST", "DELETE"):
+        router.add(m, "/plugins/(?P<rest>[^/]+)(?:/.*)?", not_found)
+        router.add(m, "/distribution/.*", not_found)
+        for area in ("swarm", "services", "nodes", "secrets", "configs", "tasks"):
+            router.add(m, f"/{area}(?:/.*)?", swarm)
