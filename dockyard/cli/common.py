@@ -1,0 +1,74 @@
+"""Helpers shared by the command modules: the client from the click context, errors, prompts."""
+
+import json
+import sys
+
+import click
+
+from dockyard.cli.client import APIError, Client
+from dockyard.cli.format import Template
+
+
+class CLIError(Exception):
+    """A user-facing failure: ``message`` is printed as one line, ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+def client() -> Client:
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    if root.obj is None or "client" not in root.obj:
+        root.obj = {"client": Client(root.params.get("host") or "unix:///run/dockyard.sock")}
+    return root.obj["client"]
+
+
+def err(msg: str):
+    print(msg, file=sys.stderr)
+
+
+def for_each(names, fn, quiet_not_found=False):
+    """Run fn(name) for every name; print daemon errors one line each and exit 1 if any failed
+    (docker's multi-object commands keep going after an error)."""
+    failed = False
+    for name in names:
+        try:
+            fn(name)
+        except APIError as e:
+            if quiet_not_found and e.status == 404:
+                continue
+            err(f"Error response from daemon: {e.message}")
+            failed = True
+    if failed:
+        raise SystemExit(1)
+
+
+def confirm(warning: str, force: bool) -> bool:
+    """docker's prune prompt: the warning, then '[y/N]'; non-interactive stdin means no."""
+    if force:
+        return True
+    sys.stderr.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """'repo[:tag]' -> (repo, tag); a ':' before the last '/' is a registry port, not a tag."""
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1:]
+    return ref, ""
+
+
+def print_objects(objs, fmt):
+    """inspect output: a JSON list indented like docker, or the template once per object."""
+    if fmt:
+        tmpl = Template(fmt.replace("\\t", "\t").replace("\\n", "\n"))
+        sys.stdout.write("".join(tmpl.render(o) + "\n" for o in objs))
+    else:
+        sys.stdout.write(json.dumps(objs, indent=4, ensure_ascii=False) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,188 @@
+"""System commands: version, info, inspect (any object), daemon."""
+
+import json
+import sys
+
+import click
+
+from dockyard.cli.client import API_PREFIX, APIError, DaemonUnavailable, quote
+from dockyard.cli.common import CLIError, client, err, print_objects
+from dockyard.cli.format import check_format, go_json, indent_raw
+
+CLIENT_VERSION = "0.1.0"
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", help="Go template over {Client, Server}")
+def version(fmt):
+    """Show the client and server versions."""
+    import platform  # 1 ms: not on other commands' path
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    cl = {"Version": CLIENT_VERSION, "ApiVersion": API_PREFIX[2:],
+          "GoVersion": "python" + platform.python_version(), "Os": "linux", "Arch": arch}
+    server, problem = None, None
+    try:
+        server = client().get("/version")
+    except (APIError, DaemonUnavailable) as e:
+        problem = e
+    if fmt:
+        print_objects([{"Client": cl, "Server": server}], fmt)
+    else:
+        print("Client:")
+        print(f" Version:           {cl['Version']}")
+        print(f" API version:       {cl['ApiVersion']}")
+        print(f" Python version:    {cl['GoVersion'][6:]}")
+        print(f" OS/Arch:           {cl['Os']}/{cl['Arch']}")
+        if server:
+            name = (server.get("Platform") or {}).get("Name", "")
+            print(f"\nServer: {name}".rstrip())
+            print(" Engine:")
+            print(f"  Version:          {server.get('Version', '')}")
+            print(f"  API version:      {server.get('ApiVersion', '')} "
+                  f"(minimum version {server.get('MinAPIVersion', '')})")
+            print(f"  Runtime:          {server.get('GoVersion', '')}")
+            print(f"  OS/Arch:          {server.get('Os', '')}/{server.get('Arch', '')}")
+            print(f"  Kernel version:   {server.get('KernelVersion', '')}")
+    if problem:
+        sys.stdout.flush()
+        raise problem
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", help="Go template over the /info object")
+def info(fmt):
+    """Show system-wide information."""
+    i = client().get("/info")
+    if fmt:
+        print_objects([i], fmt)
+        return
+    lines = [
+        "Server:",
+        f" Containers: {i.get('Containers', 0)}",
+        f"  Running: {i.get('ContainersRunning', 0)}",
+        f"  Paused: {i.get('ContainersPaused', 0)}",
+        f"  Stopped: {i.get('ContainersStopped', 0)}",
+        f" Images: {i.get('Images', 0)}",
+        f" Server Version: {i.get('ServerVersion', '')}",
+        f" Storage Driver: {i.get('Driver', '')}",
+        f" Logging Driver: {i.get('LoggingDriver', '')}",
+        f" Cgroup Driver: {i.get('CgroupDriver', '')}",
+        f" Cgroup Version: {i.get('CgroupVersion', '')}",
+        f" Default Runtime: {i.get('DefaultRuntime', '')}",
+        f" Kernel Version: {i.get('KernelVersion', '')}",
+        f" Operating System: {i.get('OperatingSystem', '')}",
+        f" OSType: {i.get('OSType', '')}",
+        f" Architecture: {i.get('Architecture', '')}",
+        f" CPUs: {i.get('NCPU', 0)}",
+        f" Total Memory: {_binary_size(i.get('MemTotal', 0))}",
+        f" Name: {i.get('Name', '')}",
+        f" ID: {i.get('ID', '')}",
+        f" Docker Root Dir: {i.get('DockerRootDir', '')}",
+    ]
+    print("\n".join(lines))
+    for w in i.get("Warnings") or ():
+        err(w)
+
+
+def _binary_size(n: float) -> str:
+    """units.BytesSize: binary units with 4 significant digits ('7.637GiB')."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
+_KINDS = {"container": "/containers/{}/json", "image": "/images/{}/json", "volume": "/volumes/{}"}
+
+
+def _typed_volume(raw: str) -> str:
+    """``docker volume inspect`` decodes into Go's Volume struct and marshals that: keys in field
+    (alphabetical) order, empty optional fields dropped, <>& escaped."""
+    v = json.loads(raw)
+    for k in ("Status", "UsageData", "ClusterVolume"):
+        if not v.get(k):
+            v.pop(k, None)
+    return go_json(v)
+
+
+def inspect_objects(names, kind, fmt, size=False):
+    """GET each name as the given kind (or container, image, volume in turn); print them as
+    docker does: the raw JSON re-indented, or the template over each object."""
+    check_format(fmt)
+    c = client()
+    found, missing = [], []
+    for name in names:
+        for k in [kind] if kind else list(_KINDS):
+            try:
+                resp = c.open("GET", _KINDS[k].format(quote(name)),
+                              {"size": 1} if size and k == "container" else None)
+                raw = resp.read().decode("utf-8", "replace")
+                found.append(_typed_volume(raw) if kind == "volume" else raw)
+                break
+            except APIError as e:
+                if e.status != 404:
+                    raise
+        else:
+            missing.append(f"No such {kind}: {name}" if kind else f"No such object: {name}")
+    if fmt:
+        print_objects([json.loads(r) for r in found], fmt)
+    else:
+        print(indent_raw(found))
+    for m in missing:
+        err(f"Error: {m}")
+    if missing:
+        raise SystemExit(1)
+
+
+def inspect_command(kind):
+    @click.command("inspect")
+    @click.option("-f", "--format", "fmt", help="Go template, e.g. '{{.State.Status}}', '{{json .Config}}'")
+    @click.option("-s", "--size", is_flag=True, help="Display total file sizes (containers)")
+    @click.argument("names", nargs=-1, required=True)
+    def cmd(fmt, size, names):
+        inspect_objects(names, kind, fmt, size)
+
+    cmd.help = f"Display detailed information on one or more {kind}s." + TEMPLATE_HELP
+    return cmd
+
+
+TEMPLATE_HELP = """
+
+\b
+-f takes a Go-template subset: field paths ({{.State.Status}}, {{.Name}}),
+{{json .X}}, {{index .X "key"}}, pipes (|), {{range}}/{{if}}/{{with}}...{{end}},
+and the functions join, split, upper, lower, title, len, truncate, pad, println."""
+
+
+@click.command("inspect")
+@click.option("-f", "--format", "fmt", help="Go template, e.g. '{{.State.Status}}', '{{json .Config}}'")
+@click.option("--type", "kind", type=click.Choice(sorted(_KINDS)), help="Only look for this kind of object")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes (containers)")
+@click.argument("names", nargs=-1, required=True)
+def inspect(fmt, kind, size, names):
+    """Display detailed information on containers, images or volumes."""
+    inspect_objects(names, kind, fmt, size)
+
+
+inspect.help += TEMPLATE_HELP
+
+
+@click.command()
+@click.option("--data-root", default="/var/lib/dockyard", show_default=True, help="Persistent state")
+@click.option("--exec-root", default="/run/dockyard", show_default=True,
+              help="Runtime state; two daemons side by side need distinct --exec-root values")
+@click.option("--host", "listen", default=None, help="Where to listen (default: the -H address)")
+def daemon(data_root, exec_root, listen):
+    """Run the dockyard daemon (the Docker Engine API server) in the foreground."""
+    try:
+        from dockyard.api.daemon import run as run_daemon
+    except ImportError as e:
+        raise CLIError(f"the daemon is not available in this build: {e}") from e
+    host = listen or click.get_current_context().find_root().params.get("host")
+    raise SystemExit(run_daemon(data_root, exec_root, host or "unix:///run/dockyard.sock"))
+
+
+COMMANDS = [version, info, inspect, daemon]
