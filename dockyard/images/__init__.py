@@ -37,6 +37,9 @@ Interface the engine and the API use (synchronous; the engine calls it from work
                                                          # layers, upper/work under active/<key>
     store.rootfs_upper(key) -> str       # the upper dir (diff, commit, export later)
     store.remove_rootfs(key)             # idempotent
+    store.add_pulled(manifest, config, layer_files, ref=None) -> Image
+                                         # registry client: verified layer files from store.tmp
+                                         # become blobs + snapshots; image and tag in one commit
     store.commit(key, container_config=None, ref=None, changes=(), comment="", author="",
                  created_by="") -> Image   # docker commit: upper dir -> new layer, parent = image
     store.changes(key) -> list[dict]     # docker diff: [{"Path": "/tmp/x", "Kind": 0|1|2}]

@@ -536,6 +536,42 @@ class ImageStore:
             self._gc_snapshots()
             raise
 
+    def add_pulled(self, manifest: bytes, config: bytes, layer_files: dict[str, str], ref: str | None = None) -> Image:
+        """Registry pull (dockyard.registry.client): commit an image whose blobs the caller fetched.
+
+        ``manifest``/``config``: the image manifest's and config's bytes (the config is checked against
+        the manifest's descriptor). ``layer_files``: for each layer blob not yet in the store, a file
+        under ``self.tmp`` that the caller verified hashes to that digest; it is moved in by rename.
+        Layers are unpacked and checked against the config's diff_ids; the image and its tag ``ref``
+        commit in one transaction, and a failure removes every blob it added.
+        """
+        tag = str(reference.parse_docker_ref(ref)) if ref else None
+        try:
+            doc = json.loads(manifest)
+            config_digest = doc["config"]["digest"]
+            descs = [(l["digest"], l.get("mediaType") or MT_OCI_LAYER) for l in doc.get("layers") or []]
+            diff_ids = json.loads(config)["rootfs"]["diff_ids"] or []
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise InvalidArgument(f"invalid pulled image: {e!r}") from e
+        if not isinstance(diff_ids, list) or len(diff_ids) != len(descs):
+            raise InvalidArgument(f"image {config_digest}: config has {len(diff_ids)} layers, manifest {len(descs)}")
+        for d in diff_ids + [b for (b, _) in descs]:
+            check_digest(d if isinstance(d, str) else "")
+        with self._exclusive(), self._cleanup_on_error():
+            self.content.write(config, config_digest)  # DigestMismatch unless it is the manifest's config
+            layers = []
+            for (blob, media_type), diff_id, chain in zip(descs, diff_ids, chain_ids(diff_ids)):
+                if not self.content.has(blob):
+                    if blob not in layer_files:
+                        raise FailedPrecondition(f"layer {blob} is no longer in the store; pull again")
+                    self.content.commit(layer_files[blob], blob)
+                self._unpack(chain, diff_id, blob)
+                layers.append((chain, blob, media_type))
+            manifest_digest = self.content.write(manifest)
+            self._commit_images([{"id": config_digest, "manifest": manifest_digest, "layers": layers,
+                                  "tags": [tag] if tag else []}])
+        return self._image(config_digest)
+
     def import_rootfs(self, fileobj, ref: str | None = None, changes=(), message: str = "") -> Image:
         """``docker import``: one rootfs tar (maybe compressed) becomes a one-layer image."""
         tag = str(reference.parse_docker_ref(ref)) if ref else None  # validate before writing anything
