@@ -4,6 +4,7 @@ is never held in memory whole.
 """
 
 import asyncio
+import dataclasses
 import fnmatch
 import json
 import os
@@ -84,13 +85,13 @@ def _json_lines(*objs):
     return gen()
 
 
-def _match_reference(img, patterns: list[str]) -> bool:
+def _matching_tags(img, patterns: list[str]) -> list[str]:
+    out = []
     for tag in img.repo_tags:
         repo = tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag
-        for p in patterns:
-            if fnmatch.fnmatchcase(tag, p) or fnmatch.fnmatchcase(repo, p):
-                return True
-    return False
+        if any(fnmatch.fnmatchcase(tag, p) or fnmatch.fnmatchcase(repo, p) for p in patterns):
+            out.append(tag)
+    return out
 
 
 def filter_images(store, images, filters: dict) -> list:
@@ -103,8 +104,12 @@ def filter_images(store, images, filters: dict) -> list:
             want = any(v.lower() in ("true", "1") for v in filters["dangling"])
             if want != (not img.repo_tags):
                 continue
-        if filters.get("reference") and not _match_reference(img, filters["reference"]):
-            continue
+        if filters.get("reference"):
+            # moby lists only the tags that matched, not every tag of a matching image.
+            tags = _matching_tags(img, filters["reference"])
+            if not tags:
+                continue
+            img = dataclasses.replace(img, repo_tags=tags)
         if not labels_match((img.config.get("config") or {}).get("Labels") or {}, filters.get("label", [])):
             continue
         ok = True

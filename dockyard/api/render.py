@@ -118,7 +118,9 @@ def _ports(c) -> dict:
 
 
 def _command(c) -> str:
-    return " ".join([c.path] + list(c.args or [])) if c.path else ""
+    # moby quotes only the arguments that contain a space, with single quotes (daemon/list.go).
+    args = [f"'{a}'" if " " in a else a for a in (c.args or [])]
+    return " ".join([c.path] + args) if c.path else ""
 
 
 def container_summary(c, size: bool = False) -> dict:
