@@ -62,7 +62,7 @@ def _remove_stale_socket(path: str):
     raise errdefs.Conflict(f"another daemon is listening on {path}")
 
 
-async def serve(data_root: str, exec_root: str, host: str):
+async def serve(data_root: str, exec_root: str, host: str, insecure_registries=()):
     from dockyard.api import build_router
     from dockyard.api.server import Server
     from dockyard.engine import Engine
@@ -80,7 +80,10 @@ async def serve(data_root: str, exec_root: str, host: str):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _remove_stale_socket(path)
         eng = await Engine.open(data_root, exec_root)
-        server = Server(build_router(eng))
+        router = build_router(eng)
+        # Read by the pull/push/auth handlers: registries allowed plain HTTP and unverified TLS.
+        router.insecure_registries = tuple(insecure_registries)
+        server = Server(router)
         await server.start_unix(path)
         os.chmod(path, 0o660)
         log.info("API listening on %s (data root %s, exec root %s)", path, data_root, exec_root)
@@ -102,13 +105,14 @@ async def serve(data_root: str, exec_root: str, host: str):
         os.close(lock_fd)
 
 
-def run(data_root="/var/lib/dockyard", exec_root="/run/dockyard", host="unix:///run/dockyard.sock") -> int:
+def run(data_root="/var/lib/dockyard", exec_root="/run/dockyard", host="unix:///run/dockyard.sock",
+        insecure_registries=()) -> int:
     """The daemon main; returns the process exit code (errors are one line on stderr)."""
     from dockyard.api.server import install_logging
 
     install_logging()
     try:
-        asyncio.run(serve(os.path.abspath(data_root), os.path.abspath(exec_root), host))
+        asyncio.run(serve(os.path.abspath(data_root), os.path.abspath(exec_root), host, insecure_registries))
     except errdefs.DockyardError as e:
         print(f"dockyard daemon: {e}", file=sys.stderr)
         return 1
@@ -126,8 +130,10 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default="/var/lib/dockyard")
     p.add_argument("--exec-root", default="/run/dockyard")
     p.add_argument("-H", "--host", default="unix:///run/dockyard.sock")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="registry that may be reached over plain HTTP or unverified TLS (repeatable)")
     a = p.parse_args(argv)
-    return run(a.data_root, a.exec_root, a.host)
+    return run(a.data_root, a.exec_root, a.host, a.insecure_registry)
 
 
 if __name__ == "__main__":

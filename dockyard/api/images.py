@@ -1,19 +1,33 @@
 """/images/* handlers. The image store is synchronous: calls go to worker threads, and tar bodies
 (import, load, save) flow through an OS pipe between the event loop and the worker so a large image
 is never held in memory whole.
+
+Pull and push run ``dockyard.registry.client`` in a worker thread whose progress callback feeds an
+asyncio queue; the handler holds back the opening line ("Pulling from", "The push refers to") until
+the registry has answered, so a missing repository or refused credentials is an HTTP error status,
+and only later failures become an in-stream ``errorDetail`` line. A client that hangs up aborts the
+transfer (the next progress callback raises), and the client library then leaves nothing behind.
+Registries named by the daemon's ``--insecure-registry`` (``router.insecure_registries``) may use
+plain HTTP, as loopback ones always may.
 """
 
 import asyncio
+import base64
+import binascii
 import dataclasses
 import fnmatch
 import json
+import logging
 import os
+import threading
 
 from dockyard import errdefs
 from dockyard.api import render
 from dockyard.api.containers import labels_match
 from dockyard.api.server import Request, Response, Router, Stream, json_response
 from dockyard.images import reference
+
+log = logging.getLogger("dockyard.api")
 
 _IMAGE_FILTERS = {"dangling", "label", "reference", "before", "since", "until"}
 
@@ -124,6 +138,202 @@ def filter_images(store, images, filters: dict) -> list:
     return out
 
 
+
+# -- registry transfers (pull, push) ----------------------------------------------------------------
+
+def registry_auth(req: Request) -> dict | None:
+    """The X-Registry-Auth header (base64url JSON AuthConfig) as the registry client's auth dict."""
+    raw = (req.headers.get("x-registry-auth") or "").strip()
+    if not raw:
+        return None
+    try:
+        # Go's URLEncoding wants padding, docker-py strips none; older clients use std base64.
+        data = base64.b64decode(raw.replace("+", "-").replace("/", "_") + "=" * (-len(raw) % 4),
+                                altchars=b"-_", validate=True)
+        doc = json.loads(data) if data.strip() else {}
+    except (binascii.Error, ValueError) as e:
+        raise errdefs.InvalidArgument(f"invalid X-Registry-Auth header: not base64url-encoded JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise errdefs.InvalidArgument("invalid X-Registry-Auth header: not a JSON object")
+    doc = {k.lower(): v for k, v in doc.items() if isinstance(v, str) and v}
+    if "auth" in doc and "username" not in doc:  # config.json style "auth": base64("user:pass")
+        try:
+            doc["username"], _, doc["password"] = base64.b64decode(doc["auth"]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise errdefs.InvalidArgument("invalid X-Registry-Auth header: bad 'auth' field") from None
+    out = {k: doc[k] for k in ("username", "password", "identitytoken", "registrytoken") if k in doc}
+    return out or None
+
+
+def progress_bar(current: int, total: int, width: int = 50) -> str:
+    """moby's JSONProgress text (``[====>   ] 1.2MB/3.4MB``), for clients that read ``progress``."""
+    def size(n):
+        for unit in ("B", "kB", "MB", "GB"):
+            if n < 1000 or unit == "GB":
+                return f"{n:.4g}{unit}" if unit != "B" else f"{n}B"
+            n /= 1000
+    if total <= 0:
+        return size(current)
+    filled = min(width, int(width * current / total))
+    arrow = ">" if filled < width else ""
+    return f"[{'=' * filled}{arrow}{' ' * (width - filled - len(arrow))}] {size(current)}/{size(total)}"
+
+
+class _Messages:
+    """Turns the client's progress dicts into the lines moby writes: a ``progress`` text next to
+    ``progressDetail``, an ``Extracting`` line before each ``Pull complete`` (the store unpacks
+    after every layer is verified, so this marks the step rather than timing it), and push's final
+    ``aux`` on a line of its own (the docker CLI does not print the status of a line with aux)."""
+
+    def __init__(self):
+        self.sizes: dict[str, int] = {}
+
+    def __call__(self, msg: dict) -> list[dict]:
+        detail = msg.get("progressDetail") or {}
+        if detail.get("total"):
+            self.sizes[msg.get("id", "")] = detail["total"]
+            msg = {**msg, "progress": progress_bar(detail.get("current", 0), detail["total"])}
+        out = []
+        if msg.get("status") == "Pull complete":
+            n = self.sizes.get(msg.get("id", ""), 0)
+            out.append({"status": "Extracting", "progressDetail": {"current": n, "total": n},
+                        "progress": progress_bar(n, n), "id": msg["id"]})
+        if "aux" in msg:
+            rest = {k: v for k, v in msg.items() if k != "aux"}
+            return out + [rest, {"progressDetail": {}, "aux": msg["aux"]}]
+        return out + [msg]
+
+
+def _line(obj) -> bytes:
+    return json.dumps(obj).encode() + b"\r\n"
+
+
+def error_line(message: str) -> bytes:
+    # The docker CLI reads errorDetail, docker-py reads error: moby sends both.
+    return _line({"errorDetail": {"message": message}, "error": message})
+
+
+async def stream_transfer(work, opening: str):
+    """Run ``work(emit)`` in a thread and stream what it emits as JSON lines.
+
+    Messages whose status starts with ``opening`` are held until another message arrives; an
+    error before that is raised here (an HTTP error status), a later one ends the stream with an
+    error line. When the client leaves, the next ``emit`` raises, which aborts the transfer."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    gone = threading.Event()
+    end = object()
+    convert = _Messages()
+
+    def emit(msg: dict) -> None:
+        if gone.is_set():
+            raise errdefs.Unavailable("the client went away: transfer aborted")
+        for m in convert(msg):
+            loop.call_soon_threadsafe(queue.put_nowait, m)
+
+    def run():
+        try:
+            work(emit)
+        except BaseException as e:  # noqa: BLE001 - handed to the stream, which reports it
+            loop.call_soon_threadsafe(queue.put_nowait, e)
+        else:
+            loop.call_soon_threadsafe(queue.put_nowait, end)
+
+    task = asyncio.ensure_future(asyncio.to_thread(run))
+    held: list[dict] = []
+    item = None
+    while True:
+        item = await queue.get()
+        if isinstance(item, BaseException):
+            await task
+            raise item
+        if item is end:
+            break
+        held.append(item)
+        if not str(item.get("status", "")).startswith(opening):
+            break
+
+    async def gen():
+        try:
+            for m in held:
+                yield _line(m)
+            if item is end:
+                return
+            while (m := await queue.get()) is not end:
+                if isinstance(m, BaseException):
+                    if not isinstance(m, errdefs.DockyardError):
+                        log.error("transfer failed", exc_info=m)
+                    yield error_line(str(m) or type(m).__name__)
+                    return
+                yield _line(m)
+        finally:
+            gone.set()
+            await asyncio.shield(task)  # the thread ends at its next progress callback at the latest
+
+    return gen()
+
+
+def _tags_in_registry(ref: reference.Reference, auth, insecure) -> list[str] | None:
+    """The repository's tags (``/v2/<name>/tags/list``), or None when it does not exist."""
+    from dockyard.registry import client as regclient
+
+    reg = regclient.Registry(ref, auth, insecure)
+    resp = reg.request("GET", f"/v2/{ref.path}/tags/list", f"repository:{ref.path}:pull")
+    if resp.status in (401, 403, 404):
+        resp.close()
+        return None
+    if resp.status != 200:
+        resp.close()
+        raise errdefs.Unavailable(f"registry {reg.host} answered {resp.status} to a tag listing")
+    try:
+        tags = json.loads(resp.read(1 << 22)).get("tags") or []
+    except (ValueError, AttributeError) as e:
+        raise errdefs.InvalidArgument(f"registry {reg.host} sent a bad tag list: {e}") from None
+    return sorted(t for t in tags if isinstance(t, str))
+
+
+def _denied(ref: reference.Reference, why: str = "") -> errdefs.NotFound:
+    return errdefs.NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or may "
+                            f"require 'docker login'" + (f": {why}" if why else ""))
+
+
+def pull_work(store, ref: reference.Reference, all_tags: bool, platform, auth, insecure):
+    """The body of a pull thread: ``work(emit)`` for ``stream_transfer``."""
+    from dockyard.registry import client as regclient
+
+    def one(r: reference.Reference, emit):
+        try:
+            regclient.pull(str(r), store, platform=platform, progress=emit, auth=auth, insecure=insecure)
+        except errdefs.Unavailable as e:
+            # No registry to ask (offline, Docker Hub): an image we have is as fresh as we can know.
+            try:
+                store.resolve(r.familiar())
+            except errdefs.NotFound:
+                raise _denied(r, str(e)) from e
+            emit({"status": f"Warning: {e}; using the local image"})
+            emit({"status": f"Status: Image is up to date for {r.familiar()}"})
+        except errdefs.NotFound as e:
+            # Tell a missing repository (Docker's "pull access denied") from a missing tag.
+            try:
+                exists = _tags_in_registry(r, auth, insecure) is not None
+            except errdefs.DockyardError:
+                exists = True
+            raise (e if exists else _denied(r)) from e
+
+    def work(emit):
+        if not all_tags:
+            return one(ref, emit)
+        try:
+            tags = _tags_in_registry(ref, auth, insecure)
+        except errdefs.Unavailable as e:
+            raise _denied(ref, str(e)) from e
+        if tags is None:
+            raise _denied(ref)
+        for t in tags:
+            one(reference.Reference(ref.domain, ref.path, t), emit)
+
+    return work
+
 def setup(router: Router, eng) -> None:
     store = eng.images
 
@@ -161,6 +371,9 @@ def setup(router: Router, eng) -> None:
         deleted, reclaimed = await eng.prune_images(dangling_only=dangling_only)
         return json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
+    def insecure() -> tuple:
+        return tuple(getattr(router, "insecure_registries", ()))
+
     async def create(req: Request):
         if req.q("fromSrc") is not None:
             return await _import(req)
@@ -170,16 +383,37 @@ def setup(router: Router, eng) -> None:
         t = req.q("tag") or ""
         ref = from_image + (("@" if reference.is_digest(t) else ":") + t if t else "")
         parsed = reference.parse(ref)
-        if parsed.tag is None and parsed.digest is None and not t:
-            parsed = parsed.with_default_tag()
-        name = parsed.familiar()
-        try:
-            await asyncio.to_thread(store.resolve, name)
-        except errdefs.NotFound:
-            # Registries come later; an image present locally is "up to date" without network.
-            raise errdefs.NotFound(f"pull access denied for {parsed.familiar_name}, repository does not "
-                                   "exist or may require 'docker login'") from None
-        return Stream(_json_lines({"status": f"Status: Image is up to date for {name}"}))
+        # moby: a bare name with no tag parameter means every tag of the repository.
+        all_tags = parsed.tag is None and parsed.digest is None
+        auth = registry_auth(req)
+        work = pull_work(store, parsed, all_tags, req.q("platform") or None, auth, insecure())
+        return Stream(await stream_transfer(work, "Pulling from "))
+
+    async def push(req: Request):
+        name, t = req.params["name"], req.q("tag") or ""
+        r = reference.parse(name + (":" + t if t else ""))
+        if r.digest:
+            raise errdefs.InvalidArgument(f"cannot push a digest reference {name!r}: push a tag")
+        if r.tag:
+            refs = [r]
+        else:  # no tag: every local tag of the repository, as docker push -a
+            imgs = await asyncio.to_thread(store.list)
+            refs = sorted({x for i in imgs for x in map(reference.parse, i.repo_tags) if x.name == r.name},
+                          key=str)
+        for x in refs or [r.with_default_tag()]:
+            try:
+                await asyncio.to_thread(store.resolve, x.familiar())
+            except errdefs.NotFound:
+                raise errdefs.NotFound(f"An image does not exist locally with the tag: {r.familiar_name}") from None
+        auth, loose = registry_auth(req), insecure()
+
+        def work(emit):
+            from dockyard.registry import client as regclient
+
+            for x in refs:
+                regclient.push(str(x), store, progress=emit, auth=auth, insecure=loose)
+
+        return Stream(await stream_transfer(work, "The push refers to repository"))
 
     async def _import(req: Request):
         src = req.q("fromSrc")
@@ -216,4 +450,5 @@ def setup(router: Router, eng) -> None:
     router.add("GET", "/images/(?P<name>.+)/history", history)
     router.add("GET", "/images/(?P<name>.+)/get", save)
     router.add("POST", "/images/(?P<name>.+)/tag", tag)
+    router.add("POST", "/images/(?P<name>.+)/push", push)
     router.add("DELETE", "/images/(?P<name>.+)", remove)

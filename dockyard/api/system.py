@@ -1,8 +1,10 @@
-"""System endpoints (_ping, version, info, events) and the placeholders clients probe for:
-predefined networks, /build/prune, and the swarm/plugin/distribution areas we do not have."""
+"""System endpoints (_ping, version, info, events, auth: a login checked against the registry) and
+the placeholders clients probe for: predefined networks, /build/prune, and the swarm/plugin/
+distribution areas we do not have."""
 
 import asyncio
 import hashlib
+import re
 import time
 
 from dockyard import errdefs
@@ -36,6 +38,35 @@ def _find_network(ref: str) -> dict:
     if len(hits) == 1:
         return hits[0]
     raise errdefs.NotFound(f"network {ref} not found")
+
+
+def check_login(body: dict, insecure=()) -> None:
+    """``POST /auth``: verify the credentials against the registry as a pull would use them
+    (``GET /v2/`` answering its Basic or Bearer challenge); raise HTTP 401 when refused."""
+    from dockyard.images.reference import DEFAULT_DOMAIN, Reference
+    from dockyard.registry import client as regclient
+
+    server = str(body.get("serveraddress") or regclient.HUB_CONFIG_KEY)
+    host = re.sub(r"^https?://", "", server).split("/")[0]
+    if not host:
+        raise errdefs.InvalidArgument(f"invalid registry address {server!r}")
+    if host in ("docker.io", "index.docker.io", regclient.HUB_HOST):
+        host = DEFAULT_DOMAIN
+    creds = {k: body[k] for k in ("username", "password", "identitytoken")
+             if isinstance(body.get(k), str) and body[k]}
+    if "username" not in creds and "identitytoken" not in creds:
+        raise errdefs.InvalidArgument("login needs a username and password (or an identity token)")
+    reg = regclient.Registry(Reference(host, "x"), creds, insecure)
+    try:
+        resp = reg.request("GET", "/v2/", "")
+    except errdefs.Forbidden as e:  # the token service refused the credentials
+        raise HTTPError(401, f"login to {host} failed: {e}") from e
+    resp.close()
+    if resp.status in (401, 403):
+        raise HTTPError(401, f"login attempt to {reg.scheme}://{reg.host}/v2/ failed with status: "
+                             f"{resp.status} Unauthorized")
+    if resp.status != 200:
+        raise errdefs.Unavailable(f"login to {host} failed: the registry answered {resp.status} to /v2/")
 
 
 def setup(router: Router, eng) -> None:
@@ -141,7 +172,8 @@ def setup(router: Router, eng) -> None:
         raise errdefs.Unavailable(_NOT_SWARM)
 
     async def auth(req: Request):
-        await req.body()
+        body = await req.json()
+        await asyncio.to_thread(check_login, body, tuple(getattr(router, "insecure_registries", ())))
         return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
     router.add("GET", "/_ping", ping)

@@ -1,4 +1,4 @@
-"""Image commands: import, images, tag, rmi, history, image inspect/prune, save, load."""
+"""Image commands: import, images, tag, rmi, history, image inspect/prune, save, load, pull, push."""
 
 import os
 import stat
@@ -266,6 +266,127 @@ def load(path, quiet):
         body.close()
 
 
-COMMANDS = [import_, images, tag, rmi, history, save, load]
+class _TransferView:
+    """pull/push progress on a terminal: a rich bar per layer and one for the total. Lines without
+    a layer id (and "Pulling from") are printed as docker prints them: one that follows some bars
+    freezes them first (Digest, Status), so the output reads top to bottom."""
+
+    DONE = {"Download complete", "Pull complete", "Already exists", "Pushed", "Layer already exists"}
+
+    def __init__(self):
+        self.progress = None
+        self.layers: dict[str, tuple[int, int, int]] = {}  # id -> (task, current, total)
+        self.total_task = None
+
+    def _start(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 console=Console(), transient=False)
+        self.layers, self.total_task = {}, None
+        self.progress.start()
+
+    def feed(self, msg: dict):
+        lid, status = msg.get("id"), msg.get("status", "")
+        if not lid or status.startswith("Pulling from"):
+            self.close()
+            if status:
+                print(f"{lid}: {status}" if lid else status, flush=True)
+            return
+        if self.progress is None:
+            self._start()
+        detail = msg.get("progressDetail") or {}
+        task, current, total = self.layers.get(lid) or (None, 0, 0)
+        if task is None:
+            task = self.progress.add_task(lid, total=None)
+        if detail.get("total") and status != "Extracting":
+            current, total = detail.get("current", 0), detail["total"]
+        elif status in self.DONE and total:
+            current = total
+        self.layers[lid] = (task, current, total)
+        self.progress.update(task, description=f"{lid}: {status}", completed=current, total=total or None)
+        known = [(c, t) for _, c, t in self.layers.values() if t]
+        if len(self.layers) > 1 and known:
+            if self.total_task is None:
+                self.total_task = self.progress.add_task("Total")
+            self.progress.update(self.total_task, completed=sum(c for c, _ in known),
+                                 total=sum(t for _, t in known))
+
+    def close(self):
+        if self.progress is not None:
+            self.progress.refresh()
+            self.progress.stop()
+            self.progress = None
+
+
+def show_transfer(messages, quiet=False):
+    """Render a pull/push stream: bars on a terminal, docker's ``id: status`` lines otherwise."""
+    if quiet or not sys.stdout.isatty():
+        _print_stream(messages, quiet)
+        return
+    view = _TransferView()
+    try:
+        for msg in messages:
+            if msg.get("errorDetail") or msg.get("error"):
+                raise CLIError((msg.get("errorDetail") or {}).get("message") or msg["error"])
+            view.feed(msg)
+    finally:
+        view.close()
+
+
+def _parse_ref(name: str):
+    from dockyard.images import reference
+    from dockyard.errdefs import InvalidArgument
+
+    try:
+        return reference.parse(name)
+    except InvalidArgument as e:
+        raise CLIError(f"{e}") from e
+
+
+@click.command()
+@click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
+@click.option("--platform", help="Pull this platform (os/arch[/variant]) of a multi-platform image")
+@click.argument("name")
+def pull(all_tags, quiet, platform, name):
+    """Download an image (NAME[:TAG|@DIGEST]) from a registry."""
+    from dockyard.cli.registry import auth_header
+
+    ref = _parse_ref(name)
+    if all_tags and (ref.tag or ref.digest):
+        raise CLIError("tag can't be used with --all-tags/-a", 125)
+    tag = None if all_tags else (ref.digest or ref.tag or "latest")
+    params = {"fromImage": ref.name, "tag": tag, "platform": platform}
+    show_transfer(client().stream_json("POST", "/images/create", params, headers=auth_header(ref.name)), quiet)
+    if all_tags:
+        print(ref.name)
+    else:
+        print(ref.name + ("@" + ref.digest if ref.digest else ":" + tag))
+
+
+@click.command()
+@click.option("-a", "--all-tags", is_flag=True, help="Push all tags of the repository")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
+@click.argument("name")
+def push(all_tags, quiet, name):
+    """Upload an image (NAME[:TAG]) to its registry."""
+    from dockyard.cli.registry import auth_header
+
+    ref = _parse_ref(name)
+    if ref.digest:
+        raise CLIError("cannot push a digest reference", 125)
+    if all_tags and ref.tag:
+        raise CLIError("tag can't be used with --all-tags/-a", 125)
+    tag = None if all_tags else (ref.tag or "latest")
+    show_transfer(client().stream_json("POST", f"/images/{quote(ref.familiar_name)}/push", {"tag": tag},
+                                       headers=auth_header(ref.name)), quiet)
+    if quiet:
+        print(ref.familiar() if ref.tag else ref.familiar_name + (f":{tag}" if tag else ""))
+
+
+COMMANDS = [import_, images, tag, rmi, history, save, load, pull, push]
 IMAGE_ALIASES = {"import": import_, "ls": images, "list": images, "tag": tag, "rm": rmi,
-                 "remove": rmi, "history": history, "save": save, "load": load, "prune": prune}
+                 "remove": rmi, "history": history, "save": save, "load": load, "prune": prune,
+                 "pull": pull, "push": push}

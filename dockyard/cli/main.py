@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from dockyard.cli import containers, images, system, volumes
+from dockyard.cli import containers, images, registry, system, volumes
 from dockyard.cli.client import DEFAULT_HOST, APIError, DaemonUnavailable
 from dockyard.cli.common import CLIError, client, confirm
 from dockyard.cli.format import TemplateError, human_size
@@ -24,7 +24,7 @@ def cli(host):
     """dockyard: a container platform that speaks the Docker Engine API."""
 
 
-for cmd in containers.COMMANDS + images.COMMANDS + system.COMMANDS:
+for cmd in containers.COMMANDS + images.COMMANDS + system.COMMANDS + registry.COMMANDS:
     cli.add_command(cmd)
 cli.add_command(volumes.volume)
 
