@@ -73,13 +73,20 @@ def _canonical(image: str) -> str:
     return image if tag or "@" in image else image + ":latest"
 
 
+def _registry_auth(image: str) -> dict:
+    # Lazy: only a run that has to pull pays for reading ~/.docker/config.json.
+    from dockyard.cli.registry import auth_header
+
+    return auth_header(image)
+
+
 def _pull(c, image: str):
     """POST /images/create?fromImage=, rendering the progress on stderr; errors raise."""
     repo, tag = split_ref(image.split("@")[0])
     if "@" in image:
         tag = image.split("@", 1)[1]
     for msg in c.stream_json("POST", "/images/create", {"fromImage": repo, "tag": tag or "latest"},
-                             headers={"X-Registry-Auth": "e30="}):
+                             headers=_registry_auth(image)):
         if msg.get("errorDetail") or msg.get("error"):
             raise APIError(500, (msg.get("errorDetail") or {}).get("message") or msg["error"])
         if msg.get("status") and not msg.get("progressDetail"):

@@ -175,14 +175,17 @@ inspect.help += TEMPLATE_HELP
 @click.option("--exec-root", default="/run/dockyard", show_default=True,
               help="Runtime state; two daemons side by side need distinct --exec-root values")
 @click.option("--host", "listen", default=None, help="Where to listen (default: the -H address)")
-def daemon(data_root, exec_root, listen):
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]",
+              help="Registry reached over plain HTTP (loopback registries always are); repeatable")
+def daemon(data_root, exec_root, listen, insecure):
     """Run the dockyard daemon (the Docker Engine API server) in the foreground."""
     try:
         from dockyard.api.daemon import run as run_daemon
     except ImportError as e:
         raise CLIError(f"the daemon is not available in this build: {e}") from e
     host = listen or click.get_current_context().find_root().params.get("host")
-    raise SystemExit(run_daemon(data_root, exec_root, host or "unix:///run/dockyard.sock"))
+    raise SystemExit(run_daemon(data_root, exec_root, host or "unix:///run/dockyard.sock",
+                                insecure_registries=insecure))
 
 
 COMMANDS = [version, info, inspect, daemon]
