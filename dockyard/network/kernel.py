@@ -1,0 +1,160 @@
+"""The executor: applies ``plan.Op`` lists with netlink (pyroute2) and rulesets with ``nft``.
+
+This is the only module that changes the kernel. It never forks the daemon: netlink work inside a
+container's netns runs in a short-lived thread that setns(2)s itself there (network namespaces are
+per thread) and exits, so no other thread ever sees a foreign namespace.
+"""
+
+import ctypes
+import errno
+import os
+import subprocess
+import threading
+
+from dockyard.errdefs import Internal, NotFound, Unavailable
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+
+
+def _iproute():
+    from pyroute2 import IPRoute  # heavy import, only when the kernel is touched
+
+    return IPRoute()
+
+
+def in_netns(path, fn):
+    """Run ``fn()`` in a fresh thread that lives in the network namespace at ``path``."""
+    if path is None:
+        return fn()
+    result = {}
+
+    def body():
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            result["err"] = NotFound(f"network namespace {path} does not exist: {e.strerror}")
+            return
+        try:
+            if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                result["err"] = Internal(f"setns({path}): {os.strerror(err)}")
+                return
+            result["val"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            result["err"] = e
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=body, name="netns")
+    t.start()
+    t.join()
+    if "err" in result:
+        raise result["err"]
+    return result.get("val")
+
+
+def _index(ipr, name):
+    idx = ipr.link_lookup(ifname=name)
+    if not idx:
+        raise NotFound(f"no such network interface: {name}")
+    return idx[0]
+
+
+def _do(op):
+    def run():
+        with _iproute() as ipr:
+            a = op.args
+            if op.kind == "bridge":
+                if not ipr.link_lookup(ifname=a["name"]):
+                    ipr.link("add", ifname=a["name"], kind="bridge")
+            elif op.kind == "addr":
+                idx = _index(ipr, a["ifname"])
+                have = {(x.get("IFA_ADDRESS"), x["prefixlen"]) for x in ipr.get_addr(index=idx, family=2)}
+                if (a["address"], a["prefixlen"]) not in have:
+                    ipr.addr("add", index=idx, address=a["address"], prefixlen=a["prefixlen"])
+            elif op.kind == "up":
+                ipr.link("set", index=_index(ipr, a["ifname"]), state="up")
+            elif op.kind == "route":
+                ipr.route("replace", dst="0.0.0.0/0", gateway=a["gateway"])
+            elif op.kind == "veth":
+                fd = os.open(a["peer_netns"], os.O_RDONLY)
+                try:
+                    peer = {"ifname": a["peer"], "net_ns_fd": fd}
+                    if a.get("mac"):
+                        peer["address"] = a["mac"]
+                    ipr.link("add", ifname=a["host"], kind="veth", peer=peer)
+                finally:
+                    os.close(fd)
+                ipr.link("set", index=_index(ipr, a["host"]), master=_index(ipr, a["master"]))
+            elif op.kind == "master":
+                ipr.link("set", index=_index(ipr, a["name"]), master=_index(ipr, a["master"]))
+            elif op.kind == "del_link":
+                idx = ipr.link_lookup(ifname=a["name"])
+                if idx:
+                    ipr.link("del", index=idx[0])
+            else:
+                raise Internal(f"unknown plan op {op.kind}")
+
+    if op.kind == "sysctl":
+        with open(op["path"], "w") as f:
+            f.write(op["value"])
+        return
+    in_netns(op.args.get("netns"), run)
+
+
+def apply(ops):
+    """Apply ops in order; netlink errors become one clear errdefs line."""
+    for op in ops:
+        try:
+            _do(op)
+        except OSError as e:  # pyroute2's NetlinkError is an OSError
+            code = e.args[0] if e.args and isinstance(e.args[0], int) else e.errno
+            raise Internal(f"network: {op.kind} {_describe(op)}: {os.strerror(code or errno.EIO)}") from e
+
+
+def _describe(op):
+    return " ".join(f"{k}={v}" for k, v in op.args.items() if k != "netns")
+
+
+def delete_link(name):
+    apply([_del(name)])
+
+
+def _del(name):
+    from .plan import Op
+
+    return Op("del_link", {"name": name})
+
+
+def links() -> set:
+    with _iproute() as ipr:
+        return {l.get("ifname") for l in ipr.get_links()}
+
+
+def link_master(name):
+    """Name of the bridge ``name`` is enslaved to, or None."""
+    with _iproute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return None
+        master = ipr.get_links(idx[0])[0].get("IFLA_MASTER")
+        if not master:
+            return None
+        return ipr.get_links(master)[0].get("ifname")
+
+
+def apply_nft(text: str):
+    """Load a ruleset in one ``nft -f`` transaction: all of it or nothing."""
+    try:
+        p = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as e:
+        raise Unavailable("nft is not installed (Debian package nftables)") from e
+    if p.returncode != 0:
+        detail = p.stderr.strip().splitlines()[0] if p.stderr.strip() else f"exit {p.returncode}"
+        raise Internal(f"nft rejected the ruleset: {detail}")
+
+
+def nft_tables() -> set:
+    p = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+    return {tuple(line.split()[1:3]) for line in p.stdout.splitlines() if line.startswith("table ")}

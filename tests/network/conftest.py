@@ -1,0 +1,104 @@
+"""Fixtures for the network subsystem's privileged tests.
+
+``nm``       a NetworkManager on a private temp state dir, with a default bridge subnet (bip) of its
+             own; at teardown it removes every kernel object it made, then checks that the host's
+             interfaces and nft rules are exactly what they were before the test.
+``netns``    factory: ``netns()`` -> (name, path) of a fresh ``ip netns add`` namespace, deleted at
+             teardown (which also destroys any veth end inside it).
+``run_in``   ``run_in(ns, *argv, timeout=10)`` -> CompletedProcess of argv run inside netns ``ns``.
+All names carry a per-test random suffix so parallel runs and other engineers' tests do not clash.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def host_state():
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    names = sorted(l.split(":")[1].strip().split("@")[0] for l in links.splitlines())
+    rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    # Counters change with traffic; compare the rule text without them.
+    rules = [re.sub(r"counter packets \d+ bytes \d+", "counter", l) for l in rules.splitlines()]
+    return names, rules
+
+
+@pytest.fixture(name="host_state")
+def host_state_fixture():
+    """The snapshot function itself, for tests that compare mid-test."""
+    return host_state
+
+
+@pytest.fixture
+def netns():
+    made = []
+
+    def make():
+        name = "dyt" + secrets.token_hex(4)
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        made.append(name)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        return name, f"/var/run/netns/{name}"
+
+    yield make
+    for name in made:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def run_in():
+    def run(ns, *argv, timeout=10, input=None):
+        return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                              timeout=timeout, input=input)
+
+    return run
+
+
+@pytest.fixture
+def nm(netns):
+    if os.geteuid() != 0:
+        pytest.skip("privileged: needs root for netlink and nft")
+    from dockyard.network import NetworkManager
+
+    state = tempfile.mkdtemp(prefix="dyt-net-")
+    # A bip in 10.2xx space unlikely to be used by anything else on the machine.
+    managers = []
+
+    def make(**kw):
+        m = NetworkManager(state, state, bip=kw.pop("bip", "10.231.0.1/24"), **kw)
+        managers.append(m)
+        return m
+
+    m = make()
+    m.make = make  # tests that "restart the daemon" open a second manager on the same state dir
+    yield m
+    for x in managers:
+        x.close()  # idempotent; tests may have closed some to simulate a daemon exit
+    last = make()  # a fresh manager on the same state removes what any of them made
+    try:
+        last.teardown()
+    finally:
+        last.close()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _leak_check(request):
+    """Interfaces and nft rules after the test (and all its fixtures) equal those before."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = host_state()
+    yield
+    # Runs after the fixtures this test requested are finalized (autouse is set up first).
+    after = host_state()
+    assert after == before, "network leak: " + repr(
+        (set(after[0]) ^ set(before[0]), [l for l in after[1] if l not in before[1]])
+    )
