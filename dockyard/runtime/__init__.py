@@ -39,24 +39,12 @@ Log file format is conmon's k8s-file: '<RFC3339Nano> <stdout|stderr> <P|F> <byte
 (P = partial line, F = full line). ``dockyard.runtime.logfile`` parses it.
 """
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Created:
-    pid: int  # host PID of the container's init
-    monitor_pid: int  # conmon's PID
-
-
-@dataclass(frozen=True)
-class ExitStatus:
-    code: int  # the process's exit code; 128+N when killed by signal N
-    oom_killed: bool
-    finished_at_ns: int  # wall clock, nanoseconds since the epoch
-
-
 def __getattr__(name):
     # Lazy: importing dockyard.runtime must stay cheap (the OCI CLI imports its own submodules).
+    if name in ("Created", "ExitStatus"):
+        from dockyard.runtime import types
+
+        return getattr(types, name)
     if name == "Runtime":
         from dockyard.runtime.monitor import Runtime
 

@@ -525,9 +525,15 @@ def _now_rfc3339() -> str:
 
 
 def cmd_start(a) -> None:
+    start(a.root, a.id)
+
+
+def start(root: str, cid: str) -> None:
+    """OCI ``start``. Importable so the daemon can release its own containers without paying
+    for a runtime process start (~50 ms of interpreter start-up on the container-start path)."""
     import select
 
-    c = Container(a.root, a.id).load()
+    c = Container(root, cid).load()
     st = c.status()
     if st != "created":
         raise errdefs.Conflict(f"cannot start a container that is {st}" if st == "stopped"
