@@ -11,6 +11,7 @@ The API layer (``dockyard.api``) calls only what is below and renders Docker JSO
 objects; it never reaches into ``images`` or ``runtime`` directly except through ``engine.images``.
 
     eng = await Engine.open(data_root, exec_root)        # reconcile happens here
+        # (keyword-only images=/runtime= replace the default ImageStore/Runtime, e.g. in tests)
     await eng.close()                                     # containers keep running
 
     # containers (ref = full ID, name with or without '/', or unique ID prefix)
@@ -88,6 +89,10 @@ class Container:
     log_path: str = ""
     bundle: str = ""  # <data-root>/containers/<id>
     rootfs: str = ""
+    # Every requested mount (also --tmpfs ones, which Docker does not list in Mounts[]) as the
+    # engine plans it: Docker's keys plus its own (Anonymous, NoCopy, TmpfsOptions, Labels).
+    # Engine-internal; the API renders ``mounts``.
+    mount_plan: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)

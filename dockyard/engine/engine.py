@@ -1,0 +1,779 @@
+"""The Engine: containers' state machines over the image store and the runtime.
+
+Each container has one asyncio lock serializing its transitions (start, exit handling, remove,
+rename); waiting for an exit never holds it, so stop/kill/remove(force) can wait for the exit
+handler, which needs the lock. Commit points: create = the row insert; start = recording
+``running`` (before it, any failure undoes runtime state and mounts, and the container stays
+``created`` with State.Error set, as in Docker); exit = recording ``exited``; remove = the row delete.
+Everything between a crash and the next commit point is finished or undone by ``_reconcile`` on open.
+
+Exits are observed level-triggered: a pidfd on conmon (it outlives the daemon and exits right after
+the container, having written the exit code) becomes readable; the handler then asks the runtime for
+the exit status. After a daemon restart the same pidfds are opened again from ``runtime.monitor_pid``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import platform
+import shutil
+import signal as _signal
+import time
+
+from dockyard import errdefs
+from dockyard.engine import (CREATED, DEAD, EXITED, PAUSED, REMOVING, RESTARTING, RUNNING,
+                             Container, State)
+from dockyard.engine import config as cfgplan
+from dockyard.engine import names, ocispec, sysmount
+from dockyard.engine.attach import Session
+from dockyard.engine.logs import LogRotator, read_logs
+from dockyard.engine.state import StateDB
+from dockyard.engine.volumes import VolumeStore, validate_volume_name
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def rfc3339(ns: int | None = None) -> str:
+    """Go's RFC3339Nano in UTC (trailing zeros of the fraction trimmed, as Go does)."""
+    ns = time.time_ns() if ns is None else ns
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return f"{base}.{frac}Z" if frac else base + "Z"
+
+
+class Engine:
+    def __init__(self, data_root, exec_root, images, runtime, db):
+        self.data_root, self.exec_root = data_root, exec_root
+        self.images, self.runtime, self._db = images, runtime, db
+        self.volumes = VolumeStore(os.path.join(data_root, "volumes"), db)
+        self._containers: dict[str, Container] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._watches: dict[str, int] = {}  # cid -> conmon pidfd
+        self._exited: dict[str, asyncio.Event] = {}  # set once the current run's exit is recorded
+        self._exit_waiters: dict[str, list[asyncio.Future]] = {}
+        self._removed_waiters: dict[str, list[asyncio.Future]] = {}
+        self._sessions: dict[str, list[Session]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._rotator = None
+
+    # ---- open / close ------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, data_root: str, exec_root: str, *, images=None, runtime=None) -> "Engine":
+        """Open (creating) the roots and reconcile; ``images``/``runtime`` override the defaults."""
+        data_root, exec_root = os.path.abspath(data_root), os.path.abspath(exec_root)
+        for d in (data_root, os.path.join(data_root, "containers"), exec_root):
+            os.makedirs(d, mode=0o710, exist_ok=True)
+        if images is None:
+            from dockyard.images import ImageStore
+            images = await asyncio.to_thread(ImageStore, os.path.join(data_root, "images"))
+        if runtime is None:
+            from dockyard.runtime import Runtime
+            runtime = await asyncio.to_thread(Runtime, os.path.join(exec_root, "runtime"))
+        db = await asyncio.to_thread(StateDB, os.path.join(data_root, "engine.db"))
+        eng = cls(data_root, exec_root, images, runtime, db)
+        await eng._reconcile()
+        eng._rotator = LogRotator(eng)
+        return eng
+
+    async def close(self):
+        """Stop watching; containers keep running (conmon holds them) and are re-adopted on open."""
+        if self._rotator:
+            self._rotator.stop()
+        loop = asyncio.get_running_loop()
+        for cid, fd in list(self._watches.items()):
+            loop.remove_reader(fd)
+            os.close(fd)
+        self._watches.clear()
+        for t in list(self._tasks):
+            t.cancel()
+        for sessions in self._sessions.values():
+            for s in list(sessions):
+                await s.close()
+        self._db.close()
+
+    async def _reconcile(self):
+        rt_ids = set(await asyncio.to_thread(self.runtime.list))
+        for c in self._db.containers():
+            self._containers[c.id] = c
+            self._locks[c.id] = asyncio.Lock()
+        for c in list(self._containers.values()):
+            if c.state.status == REMOVING:
+                await self._remove_now(c, volumes=False)
+            elif c.state.running:
+                mpid = await asyncio.to_thread(self.runtime.monitor_pid, c.id)
+                if mpid:
+                    self._exited[c.id] = asyncio.Event()
+                    self._watch(c.id, mpid)
+                else:  # exited while we were away: conmon recorded the code
+                    await self._handle_exit(c.id)
+            elif c.state.status == EXITED and c.host_config.get("AutoRemove"):
+                await self._remove_now(c, volumes=True)  # exit recorded, removal not yet
+            elif c.id in rt_ids:  # crashed between runtime.create and the start commit point
+                await asyncio.to_thread(self._teardown, c)
+            else:
+                await asyncio.to_thread(sysmount.unmount, c.rootfs)
+        for cid in rt_ids - set(self._containers):  # runtime state of a container with no row
+            await asyncio.to_thread(self.runtime.delete, cid, True)
+        cdir = os.path.join(self.data_root, "containers")
+        for cid in os.listdir(cdir):  # bundles whose create never reached its commit point
+            if cid not in self._containers:
+                await asyncio.to_thread(self._remove_bundle, os.path.join(cdir, cid), cid)
+
+    # ---- lookups ----------------------------------------------------------------------------
+    def get(self, ref: str) -> Container:
+        ref = ref or ""
+        c = self._containers.get(ref)
+        if c:
+            return c
+        name = ref if ref.startswith("/") else "/" + ref
+        for c in self._containers.values():
+            if c.name == name:
+                return c
+        if ref:
+            found = [c for c in self._containers.values() if c.id.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise errdefs.InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise errdefs.NotFound(f"No such container: {ref}")
+
+    def list(self, all: bool = False, filters: dict | None = None, limit: int = -1) -> list[Container]:  # noqa: A002
+        has_limit = limit is not None and limit > 0  # Docker: a limit (--last N) implies all
+        out = [c for c in self._containers.values() if all or has_limit or c.state.running]
+        out = [c for c in out if _matches(c, filters or {}, self)]
+        out.sort(key=lambda c: c.created, reverse=True)
+        return out[:limit] if has_limit else out
+
+    def _taken(self, name: str) -> bool:
+        return any(c.name == name for c in self._containers.values())
+
+    # ---- create -----------------------------------------------------------------------------
+    async def create_container(self, name, config, host_config=None, networking_config=None):
+        config = dict(config or {})
+        image_ref = config.get("Image") or ""
+        if not image_ref:
+            raise errdefs.InvalidArgument("config cannot be empty in order to create a container")
+        if name:
+            name = names.normalize(name)
+            if self._taken(name):
+                owner = next(c.id for c in self._containers.values() if c.name == name)
+                raise names.conflict(name, owner)
+        else:
+            name = "/" + names.random_name(self._taken)
+        image = await asyncio.to_thread(self.images.resolve, image_ref)
+        merged = cfgplan.merge_config(config, (image.config or {}).get("config") or {})
+        hc = cfgplan.fill_host_config(host_config)
+        mounts = cfgplan.plan_mounts(hc, merged.get("Volumes"))
+        warnings = []
+        if hc.get("MemorySwap") and not hc.get("Memory") and hc["MemorySwap"] != -1:
+            raise errdefs.InvalidArgument(
+                "You should always set the Memory limit when using Memoryswap limit, see usage.")
+        for m in mounts:
+            if m["Type"] == "volume":
+                if not m["Name"]:
+                    m["Name"], m["Anonymous"] = names.new_id(), True
+                elif not self.volumes.exists(m["Name"]):
+                    validate_volume_name(m["Name"])  # before the commit point: leave nothing behind
+            elif m["Type"] == "bind" and not m.pop("CreateSource") and not os.path.exists(m["Source"]):
+                raise errdefs.InvalidArgument(
+                    f'invalid mount config for type "bind": bind source path does not exist: {m["Source"]}')
+        cid = names.new_id()
+        bundle = os.path.join(self.data_root, "containers", cid)
+        args = list(merged.get("Entrypoint") or []) + list(merged.get("Cmd") or [])
+        if not merged.get("Hostname"):
+            merged["Hostname"] = platform.node() if hc["NetworkMode"] == "host" else cid[:12]
+        merged["Image"] = image_ref
+        c = Container(id=cid, name=name, image=image_ref, image_id=image.id, created=rfc3339(),
+                      config=merged, host_config=hc, networking_config=dict(networking_config or {}),
+                      path=args[0], args=args[1:], mounts=docker_mounts(mounts), mount_plan=mounts,
+                      log_path=os.path.join(bundle, cid + "-json.log"), bundle=bundle,
+                      rootfs=os.path.join(bundle, "rootfs"))
+        await asyncio.to_thread(self._db.insert_container, c)  # commit point
+        self._containers[cid] = c
+        self._locks[cid] = asyncio.Lock()
+        try:
+            await asyncio.to_thread(self._make_bundle, c)
+        except BaseException:
+            await self._remove_now(c, volumes=True)
+            raise
+        return cid, warnings
+
+    def _make_bundle(self, c: Container):
+        os.makedirs(c.rootfs, mode=0o700, exist_ok=True)
+        self._ensure_volumes(c)
+
+    def _ensure_volumes(self, c: Container) -> dict:
+        """Create the container's volumes that do not exist (anonymous ones labelled as such);
+        returns name -> host _data path. Called at create and again at start (a volume removed
+        while the container was stopped comes back, as in Docker)."""
+        paths = {}
+        for m in c.mount_plan:
+            if m["Type"] != "volume":
+                continue
+            v = self.volumes.create(m["Name"], labels=m.get("Labels"), anonymous=bool(m.get("Anonymous")))
+            m["Source"] = v.mountpoint
+            paths[v.name] = v.mountpoint
+        c.mounts = docker_mounts(c.mount_plan)
+        return paths
+
+    # ---- start ------------------------------------------------------------------------------
+    async def start(self, ref: str):
+        c = self.get(ref)
+        try:
+            await self._start(c)
+        except errdefs.NotModified:
+            raise
+        except BaseException:
+            # Docker removes an AutoRemove container whose start failed; `docker run --rm` waits
+            # for exactly that (wait?condition=removed) before it reports the error.
+            if c.host_config.get("AutoRemove") and not c.state.running and c.id in self._containers:
+                async with self._locks[c.id]:
+                    await self._remove_now(c, volumes=True)
+            raise
+
+    async def _start(self, c: Container):
+        async with self._locks[c.id]:
+            c = self.get(c.id)
+            if c.state.running:
+                raise errdefs.NotModified(f"container {c.id} is already running")
+            if c.state.status in (REMOVING, DEAD):
+                raise errdefs.Conflict(f"cannot start a container marked for removal: {c.id}")
+            self._exited[c.id] = asyncio.Event()
+            try:
+                created = await asyncio.to_thread(self._create_in_runtime, c)
+                self._watch(c.id, created.monitor_pid)
+                self._connect_sessions(c)
+                size = c.host_config.get("ConsoleSize") or [0, 0]
+                if c.config.get("Tty") and len(size) == 2 and all(size):
+                    # The size the client asked for at create, set before the process runs (the
+                    # CLI's own resize comes after start, too late for a quick `stty size`).
+                    await asyncio.to_thread(self.runtime.resize, c.id, int(size[0]), int(size[1]))
+                started_ns = time.time_ns()  # before: a fast process may exit before start returns
+                await asyncio.to_thread(self.runtime.start, c.id)
+            except BaseException as e:
+                self._unwatch(c.id)
+                await asyncio.to_thread(self._teardown, c)
+                msg = str(e) if isinstance(e, errdefs.DockyardError) else f"{type(e).__name__}: {e}"
+                c.state.error = msg
+                c.state.exit_code = _start_exit_code(msg)
+                await asyncio.to_thread(self._db.update_container, c)
+                self._finish_sessions(c.id)
+                self._exited.pop(c.id).set()
+                if isinstance(e, errdefs.DockyardError):
+                    raise
+                raise errdefs.Internal(msg) from e
+            c.state = State(status=RUNNING, pid=created.pid, started_at=rfc3339(started_ns))
+            await asyncio.to_thread(self._db.update_container, c)  # commit point
+            if self._rotator:
+                self._rotator.track(c)
+
+    def _create_in_runtime(self, c: Container):
+        """Mount the rootfs, write the bundle, and have the runtime create the container (thread)."""
+        mounts = self.images.prepare_rootfs(c.id, c.image_id)
+        os.makedirs(c.rootfs, mode=0o700, exist_ok=True)
+        sysmount.unmount(c.rootfs)  # a stale mount from a crash must not stack
+        sysmount.apply_rootfs(mounts, c.rootfs)
+        try:
+            from dockyard.runtime import spec as spec_mod
+
+            passwd = sysmount.read_in_root(c.rootfs, "/etc/passwd")
+            group = sysmount.read_in_root(c.rootfs, "/etc/group")
+            user = ocispec.resolve_user(c.config.get("User") or "", passwd and passwd.decode(errors="replace"),
+                                        group and group.decode(errors="replace"), c.host_config.get("GroupAdd"))
+            hostname = c.config.get("Hostname") or c.id[:12]
+            files = self._write_etc_files(c, hostname)
+            vol_paths = self._ensure_volumes(c)
+            self._copy_up(c, vol_paths)
+            for m in c.mount_plan:
+                if m["Type"] == "bind" and not os.path.exists(m["Source"]):
+                    os.makedirs(m["Source"], exist_ok=True)  # -v creates a missing host dir, as Docker
+            spec = ocispec.build(c, spec_mod, user, hostname, files, vol_paths)
+            _write_json(os.path.join(c.bundle, "config.json"), spec)
+            lc = c.host_config.get("LogConfig") or {}
+            max_size = cfgplan.parse_size((lc.get("Config") or {}).get("max-size"))
+            max_file = int((lc.get("Config") or {}).get("max-file") or 1)
+            # With one file, conmon's own size cap truncates, which is what json-file does with
+            # max-file=1; with more files the engine rotates by rename (LogRotator).
+            stdin = bool(c.config.get("OpenStdin"))
+            # StdinOnce (docker run -i): the container's stdin closes when the attached client
+            # closes its stdin; otherwise it stays open across attach sessions.
+            return self.runtime.create(c.id, c.bundle, terminal=bool(c.config.get("Tty")), stdin=stdin,
+                                       log_path=c.log_path, log_size_max=max_size if max_file <= 1 else None,
+                                       leave_stdin_open=stdin and not c.config.get("StdinOnce"))
+        except BaseException:
+            sysmount.unmount(c.rootfs)
+            raise
+
+    def _copy_up(self, c: Container, vol_paths: dict):
+        """Docker fills an empty volume with what the image has at its mount path (unless nocopy)."""
+        import subprocess
+
+        from dockyard import safepath
+
+        for m in c.mount_plan:
+            if m["Type"] != "volume" or m.get("NoCopy"):
+                continue
+            dst = vol_paths[m["Name"]]
+            src = safepath.resolve(c.rootfs, m["Destination"])  # image paths are untrusted
+            if os.listdir(dst) or not os.path.isdir(src) or os.path.islink(src) or not os.listdir(src):
+                continue
+            # cp -a: ownership, modes, xattrs, hard links and symlinks as they are (never followed).
+            r = subprocess.run(["cp", "-a", "--", src + "/.", dst + "/"], capture_output=True, text=True)
+            if r.returncode:
+                raise errdefs.Internal(f"copying image content into volume {m['Name']}: {r.stderr.strip()}")
+
+    def _write_etc_files(self, c: Container, hostname: str) -> dict:
+        hc = c.host_config
+        try:
+            with open("/etc/resolv.conf") as f:
+                host_resolv = f.read()
+        except OSError:
+            host_resolv = ""
+        files = {
+            "/etc/hostname": hostname + "\n",
+            "/etc/hosts": ocispec.hosts_file(hostname, c.config.get("Domainname") or "", hc.get("ExtraHosts")),
+            "/etc/resolv.conf": ocispec.resolv_conf(host_resolv, hc.get("NetworkMode"), hc.get("Dns") or (),
+                                                    hc.get("DnsSearch") or (), hc.get("DnsOptions") or ()),
+        }
+        if hc.get("NetworkMode") == "host":
+            try:
+                with open("/etc/hosts") as f:
+                    files["/etc/hosts"] = f.read()
+            except OSError:
+                pass
+        out = {}
+        for dest, text in files.items():
+            path = os.path.join(c.bundle, os.path.basename(dest))
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
+            out[dest] = path
+        return out
+
+    def _teardown(self, c: Container):
+        """Undo a run (thread): runtime state, conmon dirs, cgroup, the rootfs mount. Idempotent."""
+        try:
+            self.runtime.delete(c.id, force=True)
+        except errdefs.NotFound:
+            pass
+        sysmount.unmount(c.rootfs)
+
+    # ---- exit handling ----------------------------------------------------------------------
+    def _watch(self, cid: str, monitor_pid: int):
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(monitor_pid)
+        except ProcessLookupError:  # conmon is already gone: handle the exit right away
+            self._spawn(self._handle_exit(cid))
+            return
+        self._watches[cid] = fd
+        loop.add_reader(fd, self._on_monitor_exit, cid)
+
+    def _unwatch(self, cid: str):
+        fd = self._watches.pop(cid, None)
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+
+    def _on_monitor_exit(self, cid: str):
+        self._unwatch(cid)
+        self._spawn(self._handle_exit(cid))
+
+    def _spawn(self, coro):
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _handle_exit(self, cid: str):
+        c = self._containers.get(cid)
+        if c is None:
+            return
+        async with self._locks[cid]:
+            if not c.state.running:
+                return
+            status = await asyncio.to_thread(self.runtime.exit_status, cid)
+            await asyncio.to_thread(self._teardown, c)
+            code, oom, fin = (status.code, status.oom_killed, status.finished_at_ns) if status else (255, False, None)
+            c.state = dataclasses.replace(c.state, status=EXITED, pid=0, exit_code=code, oom_killed=oom,
+                                          finished_at=rfc3339(fin))
+            await asyncio.to_thread(self._db.update_container, c)  # commit point
+            if self._rotator:
+                self._rotator.untrack(cid)
+            ev = self._exited.pop(cid, None)
+            if ev:
+                ev.set()
+            for fut in self._exit_waiters.pop(cid, []):
+                if not fut.done():
+                    fut.set_result(code)
+            self._finish_sessions(cid)
+        if c.host_config.get("AutoRemove"):
+            try:
+                await self.remove(cid, force=False, volumes=True)
+            except errdefs.NotFound:
+                pass
+
+    async def _wait_exited(self, c: Container, timeout: float | None) -> bool:
+        ev = self._exited.get(c.id)
+        if ev is None:
+            return True
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    # ---- stop / kill / restart / wait -------------------------------------------------------
+    async def stop(self, ref: str, timeout: int | None = None, signal=None):
+        c = self.get(ref)
+        if not c.state.running:
+            raise errdefs.NotModified(f"container {c.id} is not running")
+        sig = ocispec.parse_signal(signal) if signal not in (None, "") else ocispec.stop_signal(c.config)
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+            timeout = 10 if timeout is None else timeout
+        try:
+            await asyncio.to_thread(self.runtime.kill, c.id, sig, False)
+        except errdefs.DockyardError:
+            pass  # already exiting; the kill below or the exit handler settles it
+        if await self._wait_exited(c, None if timeout < 0 else timeout):
+            return
+        await self._kill_and_wait(c)
+
+    async def _kill_and_wait(self, c: Container):
+        try:
+            await asyncio.to_thread(self.runtime.kill, c.id, _signal.SIGKILL, True)
+        except errdefs.DockyardError:
+            pass
+        if not await self._wait_exited(c, 30):
+            raise errdefs.Internal(f"container {c.id} did not exit after SIGKILL")
+
+    async def kill(self, ref: str, signal="KILL"):
+        c = self.get(ref)
+        sig = ocispec.parse_signal(signal if signal not in (None, "") else "KILL")
+        if not c.state.running:
+            raise errdefs.Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        await asyncio.to_thread(self.runtime.kill, c.id, sig, sig == _signal.SIGKILL)
+        if sig == _signal.SIGKILL:
+            await self._wait_exited(c, 30)
+
+    async def restart(self, ref: str, timeout: int | None = None):
+        c = self.get(ref)
+        if c.state.running:
+            await self.stop(c.id, timeout)
+        await self.start(c.id)
+
+    async def wait(self, ref: str, condition: str = "not-running") -> int:
+        c = self.get(ref)
+        loop = asyncio.get_running_loop()
+        if condition in ("", None, "not-running"):
+            if not c.state.running:
+                return c.state.exit_code
+            waiters = self._exit_waiters
+        elif condition == "next-exit":
+            waiters = self._exit_waiters
+        elif condition == "removed":
+            waiters = self._removed_waiters
+        else:
+            raise errdefs.InvalidArgument(f"invalid condition: {condition!r}")
+        fut = loop.create_future()
+        waiters.setdefault(c.id, []).append(fut)
+        return await fut
+
+    async def resize(self, ref: str, height: int, width: int):
+        c = self.get(ref)
+        if not c.state.running:
+            raise errdefs.Conflict(f"Container {c.id} is not running")
+        await asyncio.to_thread(self.runtime.resize, c.id, int(height), int(width))
+
+    # ---- remove / rename --------------------------------------------------------------------
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False):
+        c = self.get(ref)
+        if c.state.running:
+            if not force:
+                raise errdefs.Conflict(
+                    f"cannot remove container \"{c.name}\": container is running: stop the container "
+                    f"before removing or force remove")
+            await self._kill_and_wait(c)
+        async with self._locks[c.id]:
+            if c.id not in self._containers:
+                return  # removed meanwhile (AutoRemove after the kill): what was asked is done
+            if c.state.running:  # restarted in between
+                raise errdefs.Conflict(f"cannot remove container \"{c.name}\": container is running")
+            await self._remove_now(c, volumes)
+
+    async def _remove_now(self, c: Container, volumes: bool):
+        c.state.status = REMOVING
+        await asyncio.to_thread(self._db.update_container, c)
+        self._finish_sessions(c.id)
+        await asyncio.to_thread(self._teardown, c)
+        await asyncio.to_thread(self.images.remove_rootfs, c.id)
+        await asyncio.to_thread(self._db.delete_container, c.id)  # commit point
+        self._containers.pop(c.id, None)
+        await asyncio.to_thread(self._remove_bundle, c.bundle, c.id)
+        if volumes:
+            for m in c.mount_plan:
+                if m["Type"] == "volume" and m.get("Anonymous") and not self._volume_users(m["Name"]):
+                    try:
+                        self.volumes.remove(m["Name"])
+                    except errdefs.NotFound:
+                        pass
+        for fut in self._exit_waiters.pop(c.id, []) + self._removed_waiters.pop(c.id, []):
+            if not fut.done():
+                fut.set_result(c.state.exit_code)
+
+    def _remove_bundle(self, bundle: str, cid: str):
+        sysmount.unmount(os.path.join(bundle, "rootfs"))
+        shutil.rmtree(bundle, ignore_errors=True)
+
+    async def rename(self, ref: str, new_name: str):
+        c = self.get(ref)
+        new = names.normalize(new_name)
+        if new == c.name:
+            raise errdefs.InvalidArgument(f"Renaming a container with the same name as its current name")
+        async with self._locks[c.id]:
+            old = c.name
+            c.name = new
+            try:
+                await asyncio.to_thread(self._db.update_container, c)
+            except errdefs.AlreadyExists:
+                c.name = old
+                raise
+
+    # ---- logs / attach ----------------------------------------------------------------------
+    def logs(self, ref, stdout=True, stderr=True, follow=False, since_ns=0, until_ns=0, tail=-1):
+        """Checks now (NotFound, driver without reading), then returns the async iterator."""
+        c = self.get(ref)
+        if (c.host_config.get("LogConfig") or {}).get("Type") == "none":
+            raise errdefs.InvalidArgument("configured logging driver does not support reading")
+        return read_logs(c, self, stdout, stderr, follow and c.state.running, since_ns, until_ns, tail)
+
+    async def attach(self, ref, stdin=False, stdout=True, stderr=True, logs=False, stream=True):
+        c = self.get(ref)
+        backlog = []
+        if logs:
+            async for e in read_logs(c, self, stdout, stderr, False, 0, 0, -1):
+                backlog.append((e.stream, e.data))
+        s = Session(stdin and bool(c.config.get("OpenStdin")), stdout, stderr, backlog)
+        if not stream:
+            s.finish()
+            return s
+        s.on_close = lambda sess: self._drop_session(c.id, sess)
+        self._sessions.setdefault(c.id, []).append(s)
+        if c.state.running:
+            try:
+                s.connect(self.runtime.open_attach(c.id), self._exited.get(c.id))
+            except (OSError, errdefs.DockyardError):
+                self._drop_session(c.id, s)
+                s.finish()  # it exited in between
+        return s
+
+    def _drop_session(self, cid: str, s: Session):
+        sessions = self._sessions.get(cid, [])
+        if s in sessions:
+            sessions.remove(s)
+
+    def _connect_sessions(self, c: Container):
+        for s in list(self._sessions.get(c.id, [])):
+            try:
+                s.connect(self.runtime.open_attach(c.id), self._exited.get(c.id))
+            except (OSError, errdefs.DockyardError):
+                self._drop_session(c.id, s)  # conmon is unreachable: the run itself may still work
+                s.finish()
+
+    def _finish_sessions(self, cid: str):
+        # Connected sessions end on their own at conmon's EOF, after the output drained.
+        for s in self._sessions.pop(cid, []):
+            s.finish()
+
+    # ---- volumes ------------------------------------------------------------------------------
+    def _volume_users(self, name: str) -> list[str]:
+        return [c.id for c in self._containers.values()
+                if any(m["Type"] == "volume" and m["Name"] == name for m in c.mount_plan)]
+
+    async def create_volume(self, name=None, driver="local", driver_opts=None, labels=None):
+        return await asyncio.to_thread(self.volumes.create, name, driver, driver_opts, labels)
+
+    def get_volume(self, name: str):
+        return self.volumes.get(name)
+
+    def list_volumes(self, filters: dict | None = None):
+        filters = filters or {}
+        out = []
+        for v in self.volumes.list():
+            if "name" in filters and not any(n in v.name for n in filters["name"]):
+                continue
+            if "dangling" in filters:
+                want = str(filters["dangling"][0]).lower() in ("1", "true")
+                if want != (not self._volume_users(v.name)):
+                    continue
+            if "label" in filters and not all(_label_match(v.labels, f) for f in filters["label"]):
+                continue
+            if "driver" in filters and v.driver not in filters["driver"]:
+                continue
+            out.append(v)
+        return out
+
+    async def remove_volume(self, name: str, force: bool = False):
+        self.volumes.get(name)
+        users = self._volume_users(name)
+        if users:
+            raise errdefs.Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        await asyncio.to_thread(self.volumes.remove, name)
+
+    async def prune_volumes(self, all: bool = False, filters: dict | None = None):  # noqa: A002
+        deleted, reclaimed = [], 0
+        for v in self.list_volumes(filters):
+            if self._volume_users(v.name) or (not all and not v.anonymous):
+                continue  # Docker prunes only anonymous volumes unless all=true
+            size = await asyncio.to_thread(self.volumes.size, v.name)
+            await asyncio.to_thread(self.volumes.remove, v.name)
+            deleted.append(v.name)
+            reclaimed += size
+        return deleted, reclaimed
+
+    # ---- images (container-aware wrappers) --------------------------------------------------
+    def _images_in_use(self) -> set[str]:
+        return {c.image_id for c in self._containers.values()}
+
+    async def remove_image(self, ref: str, force: bool = False, noprune: bool = False):
+        image = await asyncio.to_thread(self.images.resolve, ref)
+        users = [c for c in self._containers.values() if c.image_id == image.id]
+        ref_is_id = ref.removeprefix("sha256:") and image.id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:"))
+        if users and (ref_is_id or len(image.repo_tags) <= 1):
+            running = [c for c in users if c.state.running]
+            if running or not force:
+                kind = "running" if running else "stopped"
+                raise errdefs.Conflict(
+                    f"conflict: unable to delete {ref} (must be forced) - image is being used by "
+                    f"{kind} container {users[0].id[:12]}" if not running else
+                    f"conflict: unable to delete {ref} (cannot be forced) - image is being used by "
+                    f"running container {running[0].id[:12]}")
+            if not ref_is_id:
+                return await asyncio.to_thread(self.images.untag, ref)
+            return await asyncio.to_thread(self.images.untag, ref) if image.repo_tags else []
+        if ref_is_id:
+            if len(image.repo_tags) > 1 and not force:
+                raise errdefs.Conflict(
+                    f"conflict: unable to delete {image.id.removeprefix('sha256:')[:12]} (must be forced) - "
+                    f"image is referenced in multiple repositories")
+            return await asyncio.to_thread(self.images.delete, image.id)
+        return await asyncio.to_thread(self.images.untag, ref)
+
+    async def prune_images(self, dangling_only: bool = True):
+        return await asyncio.to_thread(self.images.prune, dangling_only, self._images_in_use())
+
+    # ---- info -----------------------------------------------------------------------------
+    def info(self) -> dict:
+        states = [c.state.status for c in self._containers.values()]
+        try:
+            from dockyard.runtime import cgroups
+            cg_version, cg_driver = str(cgroups.version()), cgroups.driver_name()
+        except Exception:  # info must answer even on an odd host
+            cg_version, cg_driver = "1", "cgroupfs"
+        try:
+            n_images = len(self.images.list())
+        except Exception:
+            n_images = 0
+        mem = 0
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemTotal:"):
+                        mem = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        u = os.uname()
+        return {
+            "Containers": len(states),
+            "ContainersRunning": sum(s in (RUNNING, RESTARTING) for s in states),
+            "ContainersPaused": sum(s == PAUSED for s in states),
+            "ContainersStopped": sum(s in (CREATED, EXITED, DEAD, REMOVING) for s in states),
+            "Images": n_images,
+            "CgroupDriver": cg_driver,
+            "CgroupVersion": cg_version,
+            "KernelVersion": u.release,
+            "OperatingSystem": _os_name(),
+            "OSType": "linux",
+            "Architecture": u.machine,
+            "NCPU": os.cpu_count() or 1,
+            "MemTotal": mem,
+            "DockerRootDir": self.data_root,
+            "Name": u.nodename,
+            "Driver": "overlay2",
+            "LoggingDriver": "json-file",
+        }
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+_DOCKER_MOUNT_KEYS = ("Type", "Name", "Source", "Destination", "Driver", "Mode", "RW", "Propagation")
+
+
+def docker_mounts(plan: list) -> list:
+    """Docker's Mounts[] view of the plan: its keys only (Name/Driver for volumes), no --tmpfs."""
+    out = []
+    for m in plan:
+        if m.get("Hidden"):
+            continue
+        keys = _DOCKER_MOUNT_KEYS if m["Type"] == "volume" else [k for k in _DOCKER_MOUNT_KEYS if k not in ("Name", "Driver")]
+        out.append({k: m.get(k, "") for k in keys})
+    return out
+
+
+def _start_exit_code(msg: str) -> int:
+    # Docker's mapping of start errors to exit codes (what `docker run` then exits with).
+    low = msg.lower()
+    if "not found" in low or "no such file" in low:
+        return 127
+    if "permission denied" in low:
+        return 126
+    return 128
+
+
+def _write_json(path: str, obj):
+    import json
+
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f)
+    os.replace(path + ".tmp", path)
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _label_match(labels: dict, f: str) -> bool:
+    k, eq, v = f.partition("=")
+    return k in labels and (not eq or labels[k] == v)
+
+
+def _matches(c: Container, filters: dict, eng) -> bool:
+    """Docker's container list filters (the common ones)."""
+    for key, values in filters.items():
+        values = list(values)
+        if key == "id" and not any(c.id.startswith(v) for v in values):
+            return False
+        if key == "name" and not any(v.lstrip("/") in c.name.lstrip("/") for v in values):
+            return False
+        if key == "status" and c.state.status not in values:
+            return False
+        if key == "label" and not all(_label_match(c.config.get("Labels") or {}, v) for v in values):
+            return False
+        if key == "exited" and not (c.state.status == EXITED and str(c.state.exit_code) in values):
+            return False
+        if key == "ancestor" and not any(v in (c.image, c.image_id) or c.image_id.startswith("sha256:" + v)
+                                         for v in values):
+            return False
+        if key == "volume" and not any(any(m.get("Name") == v or m["Destination"] == v for m in c.mount_plan)
+                                       for v in values):
+            return False
+    return True
