@@ -1,4 +1,4 @@
-"""build: ``docker build`` for dockyard. For now only the language layer exists.
+"""build: ``docker build`` for dockyard: a pure language layer and a builder on top of the engine.
 
     from dockyard.build import dockerfile
     df = dockerfile.parse(text, filename="Dockerfile")   # -> Dockerfile(stages, global_args, ...)
@@ -12,8 +12,18 @@
     patterns = dockerignore.parse(lines)
     dockerignore.can_skip_dir(patterns, "dir")            # walk shortcut, exceptions respected
 
-Both modules are pure (text in, values or DockerfileError/InvalidArgument out, no I/O); the
-builder that runs RUN steps, caches layers and reads the context comes later, on top of the engine.
+Both modules are pure (text in, values or DockerfileError/InvalidArgument out, no I/O).
+
+    from dockyard.build.builder import Builder
+    from dockyard.build.cache import BuildCache
+    cache = BuildCache("<data-root>/build/cache.db")     # step key -> image id; survives restarts
+    image_id = await Builder(engine, cache, emit, context_dir=..., dockerfile_text=...,
+                             tags=[...], build_args={...}, target=None, no_cache=False).build()
+
+The builder runs each RUN in a real container through the engine's documented interface,
+commits each filesystem step with ``ImageStore.commit`` and removes everything it made when a
+build fails. ``emit`` receives Docker's legacy-builder JSON messages (``stream``, ``aux``,
+``errorDetail``).
 tests/build/fixtures hold cases recorded from a real Docker daemon that both are checked against.
 """
 
