@@ -340,6 +340,11 @@ def setup(router: Router, eng) -> None:
     async def list_(req: Request):
         filters = req.filters()
         imgs = await asyncio.to_thread(store.list)
+        if not req.qbool("all"):
+            # Like moby: untagged images that are parents of others (build intermediates) are
+            # listed only with all=1; untagged leaves are the "dangling" images and do show.
+            parents = {i.parent for i in imgs if i.parent}
+            imgs = [i for i in imgs if i.repo_tags or i.id not in parents]
         imgs = await asyncio.to_thread(filter_images, store, imgs, filters)
         imgs.sort(key=lambda i: render.to_unix(i.created), reverse=True)
         return json_response([render.image_summary(i) for i in imgs])
