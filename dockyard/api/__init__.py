@@ -11,10 +11,10 @@ image store or the runtime except through ``engine`` (and ``engine.images``).
 
 
 def build_router(eng):
-    from dockyard.api import containers, images, system, volumes
+    from dockyard.api import build, containers, images, networks, system, volumes
     from dockyard.api.server import Router
 
     router = Router()
-    for area in (system, containers, images, volumes):
+    for area in (build, networks, system, containers, images, volumes):
         area.setup(router, eng)
     return router

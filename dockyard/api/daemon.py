@@ -62,7 +62,22 @@ def _remove_stale_socket(path: str):
     raise errdefs.Conflict(f"another daemon is listening on {path}")
 
 
-async def serve(data_root: str, exec_root: str, host: str, insecure_registries=()):
+def parse_address_pool(text: str) -> tuple[str, int]:
+    """``base=10.10.0.0/16,size=24`` (dockerd's --default-address-pool) -> ("10.10.0.0/16", 24)."""
+    import ipaddress
+
+    kv = dict(p.partition("=")[::2] for p in text.split(",") if p)
+    try:
+        base = ipaddress.ip_network(kv["base"], strict=False)
+        size = int(kv.get("size") or base.prefixlen)
+    except (KeyError, ValueError) as e:
+        raise errdefs.InvalidArgument(f"invalid default address pool {text!r}: expected base=CIDR,size=N") from e
+    if not base.prefixlen <= size <= 30:
+        raise errdefs.InvalidArgument(f"invalid default address pool {text!r}: size must be in /{base.prefixlen}../30")
+    return str(base), size
+
+
+async def serve(data_root: str, exec_root: str, host: str, insecure_registries=(), bip=None, address_pools=()):
     from dockyard.api import build_router
     from dockyard.api.server import Server
     from dockyard.engine import Engine
@@ -79,7 +94,8 @@ async def serve(data_root: str, exec_root: str, host: str, insecure_registries=(
         os.makedirs(exec_root, mode=0o711, exist_ok=True)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _remove_stale_socket(path)
-        eng = await Engine.open(data_root, exec_root)
+        pools = [parse_address_pool(p) for p in address_pools or ()] or None
+        eng = await Engine.open(data_root, exec_root, network=True, bip=bip or None, default_pools=pools)
         router = build_router(eng)
         # Read by the pull/push/auth handlers: registries allowed plain HTTP and unverified TLS.
         router.insecure_registries = tuple(insecure_registries)
@@ -106,13 +122,14 @@ async def serve(data_root: str, exec_root: str, host: str, insecure_registries=(
 
 
 def run(data_root="/var/lib/dockyard", exec_root="/run/dockyard", host="unix:///run/dockyard.sock",
-        insecure_registries=()) -> int:
+        insecure_registries=(), bip=None, address_pools=()) -> int:
     """The daemon main; returns the process exit code (errors are one line on stderr)."""
     from dockyard.api.server import install_logging
 
     install_logging()
     try:
-        asyncio.run(serve(os.path.abspath(data_root), os.path.abspath(exec_root), host, insecure_registries))
+        asyncio.run(serve(os.path.abspath(data_root), os.path.abspath(exec_root), host, insecure_registries,
+                          bip, address_pools))
     except errdefs.DockyardError as e:
         print(f"dockyard daemon: {e}", file=sys.stderr)
         return 1
@@ -132,8 +149,10 @@ def main(argv=None) -> int:
     p.add_argument("-H", "--host", default="unix:///run/dockyard.sock")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                    help="registry that may be reached over plain HTTP or unverified TLS (repeatable)")
+    p.add_argument("--bip", help="address/prefix of the default bridge (e.g. 10.99.0.1/24)")
+    p.add_argument("--default-address-pool", action="append", default=[], metavar="base=CIDR,size=N")
     a = p.parse_args(argv)
-    return run(a.data_root, a.exec_root, a.host, a.insecure_registry)
+    return run(a.data_root, a.exec_root, a.host, a.insecure_registry, a.bip, a.default_address_pool)
 
 
 if __name__ == "__main__":

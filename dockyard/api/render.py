@@ -90,31 +90,75 @@ def _network_mode(c) -> str:
     return "bridge" if mode == "default" else mode
 
 
+def _live(c) -> dict:
+    return getattr(c, "network_settings", None) or {}
+
+
 def _networks(c) -> dict:
-    """Endpoint settings per network. Addresses come with the network issue; the keys exist now
-    so clients that index ``Networks[mode]`` work."""
+    """Endpoint settings per network: what was asked for (EndpointsConfig) overlaid with the live
+    endpoint the engine mirrored into ``network_settings`` while the container runs."""
     mode = _network_mode(c)
-    if mode in ("none",) or mode.startswith("container:"):
-        names = [mode] if mode == "none" else []
+    asked = dict((c.networking_config or {}).get("EndpointsConfig") or {})
+    if "default" in asked:
+        asked.setdefault("bridge", asked.pop("default"))
+    if mode.startswith("container:"):
+        names = []
+    elif mode in ("host", "none"):
+        names = [mode]
     else:
-        eps = (c.networking_config or {}).get("EndpointsConfig") or {}
-        names = [("bridge" if k == "default" else k) for k in eps] or [mode]
+        names = list(dict.fromkeys([mode] + [k for k in asked if k not in ("host", "none")]))
+    live = _live(c).get("Networks") or {}
     out = {}
     for n in names:
-        ep = ((c.networking_config or {}).get("EndpointsConfig") or {}).get(n) or {}
-        out[n] = {
+        ep = asked.get(n) or {}
+        d = {
             "IPAMConfig": ep.get("IPAMConfig"), "Links": ep.get("Links"), "Aliases": ep.get("Aliases"),
             "MacAddress": "", "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
             "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
             "DriverOpts": ep.get("DriverOpts"), "DNSNames": None,
         }
+        d.update(live.get(n) or {})
+        out[n] = d
     return out
 
 
 def _ports(c) -> dict:
+    """Inspect's Ports: published ones with their host side (HostPort a string) while running,
+    exposed-only ones as null."""
     exposed = (c.config or {}).get("ExposedPorts") or {}
-    bindings = (c.host_config or {}).get("PortBindings") or {}
-    return {p: None for p in list(exposed) + [b for b in bindings if b not in exposed]}
+    live = _live(c).get("Ports") or {}
+    if not live and not c.state.running:
+        return {}
+    out = {p: None for p in exposed}
+    out.update({p: list(b) for p, b in live.items()})
+    return out
+
+
+def _port_list(c) -> list:
+    """The container list's Ports: one item per published binding, plus exposed-only ports."""
+    out = []
+    live = _live(c).get("Ports") or {}
+    if not c.state.running:
+        return out  # docker ps shows no ports for a container that is not running
+    for key in dict.fromkeys(list(live) + list((c.config or {}).get("ExposedPorts") or {})):
+        port, _, proto = key.partition("/")
+        if not port.isdigit():
+            continue
+        for b in live.get(key) or [None]:
+            item = {"PrivatePort": int(port), "Type": proto or "tcp"}
+            if b:
+                item = {"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]),
+                        "Type": proto or "tcp"}
+            out.append(item)
+    return out
+
+
+def _top_level(c) -> dict:
+    """Docker's deprecated top-level addresses: those of the default bridge endpoint."""
+    b = (_live(c).get("Networks") or {}).get("bridge") or {}
+    return {"EndpointID": b.get("EndpointID", ""), "Gateway": b.get("Gateway", ""),
+            "IPAddress": b.get("IPAddress", ""), "IPPrefixLen": b.get("IPPrefixLen", 0),
+            "MacAddress": b.get("MacAddress", "")}
 
 
 def _command(c) -> str:
@@ -132,7 +176,7 @@ def container_summary(c, size: bool = False) -> dict:
         "ImageID": c.image_id,
         "Command": _command(c),
         "Created": to_unix(c.created),
-        "Ports": [],
+        "Ports": _port_list(c),
         "Labels": labels,
         "State": c.state.status,
         "Status": status_text(c),
@@ -195,8 +239,8 @@ def container_inspect(c, size: bool = False) -> dict:
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
             "Ports": _ports(c),
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-            "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "",
+            **_top_level(c),
             "Networks": _networks(c),
         },
     }

@@ -1,9 +1,8 @@
 """System endpoints (_ping, version, info, events, auth: a login checked against the registry) and
-the placeholders clients probe for: predefined networks, /build/prune, and the swarm/plugin/
-distribution areas we do not have."""
+the placeholders clients probe for: the swarm/plugin/distribution areas we do not have (networks
+are in ``networks``)."""
 
 import asyncio
-import hashlib
 import re
 import time
 
@@ -14,30 +13,6 @@ from dockyard.api.server import HTTPError, Request, Response, Router, Stream, js
 
 _NOT_SWARM = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
               "this node to swarm and try again.")
-
-
-def _network(name: str, driver: str) -> dict:
-    # Stable IDs so `docker network ls` output does not change between daemon runs.
-    return {
-        "Name": name, "Id": hashlib.sha256(b"dockyard-network-" + name.encode()).hexdigest(),
-        "Created": render.ZERO_TIME, "Scope": "local", "Driver": driver, "EnableIPv4": True,
-        "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []},
-        "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False, "Containers": {}, "Options": {}, "Labels": {},
-    }
-
-
-PREDEFINED = [_network("bridge", "bridge"), _network("host", "host"), _network("none", "null")]
-
-
-def _find_network(ref: str) -> dict:
-    for n in PREDEFINED:
-        if ref in (n["Name"], n["Id"]):
-            return n
-    hits = [n for n in PREDEFINED if n["Id"].startswith(ref)]
-    if len(hits) == 1:
-        return hits[0]
-    raise errdefs.NotFound(f"network {ref} not found")
 
 
 def check_login(body: dict, insecure=()) -> None:
@@ -102,40 +77,6 @@ def setup(router: Router, eng) -> None:
 
         return Stream(body())
 
-    async def networks(req: Request):
-        filters = req.filters()
-        out = []
-        for n in PREDEFINED:
-            if filters.get("name") and not any(f in n["Name"] for f in filters["name"]):
-                continue
-            if filters.get("id") and not any(n["Id"].startswith(f) for f in filters["id"]):
-                continue
-            if filters.get("driver") and n["Driver"] not in filters["driver"]:
-                continue
-            if filters.get("type") and "builtin" not in filters["type"]:
-                continue
-            if filters.get("label"):
-                continue
-            out.append(n)
-        return json_response(out)
-
-    async def network(req: Request):
-        return json_response(_find_network(req.params["id"]))
-
-    async def network_remove(req: Request):
-        n = _find_network(req.params["id"])
-        raise errdefs.Forbidden(f"{n['Name']} is a pre-defined network and cannot be removed")
-
-    async def network_create(req: Request):
-        body = await req.json()
-        name = body.get("Name", "")
-        if any(n["Name"] == name for n in PREDEFINED):
-            raise errdefs.Conflict(f"network with name {name} already exists")
-        raise HTTPError(501, "creating networks is not supported yet")
-
-    async def networks_prune(req: Request):
-        return json_response({"NetworksDeleted": None})
-
     async def df(req: Request):
         imgs = await asyncio.to_thread(eng.images.list)
         ctrs = eng.list(all=True)
@@ -158,9 +99,6 @@ def setup(router: Router, eng) -> None:
                               "Containers": [render.container_summary(c, True) for c in ctrs],
                               "Volumes": vols, "BuildCache": []})
 
-    async def build_prune(req: Request):
-        return json_response({"CachesDeleted": [], "SpaceReclaimed": 0})
-
     async def not_found(req: Request):
         raise errdefs.NotFound(f"plugin {req.params.get('rest', '')} not found"
                                if req.path.startswith("/plugins") else "page not found")
@@ -180,13 +118,7 @@ def setup(router: Router, eng) -> None:
     router.add("GET", "/version", version)
     router.add("GET", "/info", info)
     router.add("GET", "/events", events)
-    router.add("GET", "/networks", networks)
-    router.add("POST", "/networks/create", network_create)
-    router.add("POST", "/networks/prune", networks_prune)
-    router.add("GET", "/networks/(?P<id>[^/]+)", network)
-    router.add("DELETE", "/networks/(?P<id>[^/]+)", network_remove)
     router.add("GET", "/system/df", df)
-    router.add("POST", "/build/prune", build_prune)
     router.add("POST", "/auth", auth)
     router.add("GET", "/plugins", plugins)
     for m in ("GET", "POST", "DELETE"):

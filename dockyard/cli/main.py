@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from dockyard.cli import containers, images, registry, system, volumes
+from dockyard.cli import build, containers, images, networks, registry, system, volumes
 from dockyard.cli.client import DEFAULT_HOST, APIError, DaemonUnavailable
 from dockyard.cli.common import CLIError, client, confirm
 from dockyard.cli.format import TemplateError, human_size
@@ -24,9 +24,12 @@ def cli(host):
     """dockyard: a container platform that speaks the Docker Engine API."""
 
 
-for cmd in containers.COMMANDS + images.COMMANDS + system.COMMANDS + registry.COMMANDS:
+for cmd in containers.COMMANDS + images.COMMANDS + system.COMMANDS + registry.COMMANDS + build.COMMANDS:
     cli.add_command(cmd)
 cli.add_command(volumes.volume)
+cli.add_command(networks.network)
+for cmd in networks.COMMANDS:
+    cli.add_command(cmd)
 
 
 @click.command("prune")
@@ -66,9 +69,10 @@ def image():
     """Manage images."""
 
 
-for name, cmd in dict(images.IMAGE_ALIASES, inspect=system.inspect_command("image")).items():
+for name, cmd in dict(images.IMAGE_ALIASES, inspect=system.inspect_command("image"), build=build.build).items():
     image.add_command(cmd, name)
 volumes.volume.add_command(system.inspect_command("volume"), "inspect")
+networks.network.add_command(system.inspect_command("network"), "inspect")
 
 
 def _command_name(argv) -> str:

@@ -180,6 +180,18 @@ def parse_restart(s: str) -> dict:
     return {"Name": m.group(1), "MaximumRetryCount": int(m.group(2) or 0)}
 
 
+def _endpoint(o: dict) -> dict:
+    """The EndpointSettings of the run's network (--ip, --network-alias, --mac-address), as docker 28."""
+    ep = {}
+    if o.get("ip"):
+        ep["IPAMConfig"] = {"IPv4Address": o["ip"]}
+    if o.get("network_alias"):
+        ep["Aliases"] = list(o["network_alias"])
+    if o.get("mac_address"):
+        ep["MacAddress"] = o["mac_address"]
+    return ep
+
+
 def build_create(o: dict, image: str, command: tuple, console_size=(0, 0)) -> tuple[dict, dict]:
     """Options dict (click's parameter names) -> (query params, create body)."""
     binds, volumes = [], {}
@@ -219,6 +231,11 @@ def build_create(o: dict, image: str, command: tuple, console_size=(0, 0)) -> tu
         "Binds": binds or None,
         "NetworkMode": network,
         "PortBindings": port_bindings,
+        "PublishAllPorts": bool(o.get("publish_all")),
+        "Dns": list(o.get("dns") or ()),
+        "DnsSearch": list(o.get("dns_search") or ()),
+        "DnsOptions": list(o.get("dns_option") or ()),
+        "ExtraHosts": [h.replace("=", ":", 1) if "=" in h else h for h in o.get("add_host") or ()] or None,
         "RestartPolicy": parse_restart(o.get("restart")),
         "AutoRemove": bool(o.get("rm")),
         "LogConfig": {"Type": o.get("log_driver") or "",
@@ -259,7 +276,7 @@ def build_create(o: dict, image: str, command: tuple, console_size=(0, 0)) -> tu
         "Labels": parse_kv(o.get("label") or ()),
         "ExposedPorts": exposed or None,
         "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": {network: {}}},
+        "NetworkingConfig": {"EndpointsConfig": {network: _endpoint(o)}},
     }
     if o.get("stop_signal"):
         config["StopSignal"] = o["stop_signal"]

@@ -95,7 +95,8 @@ def _binary_size(n: float) -> str:
     return f"{n:.4g}{units[i]}"
 
 
-_KINDS = {"container": "/containers/{}/json", "image": "/images/{}/json", "volume": "/volumes/{}"}
+_KINDS = {"container": "/containers/{}/json", "image": "/images/{}/json", "volume": "/volumes/{}",
+          "network": "/networks/{}"}
 
 
 def _typed_volume(raw: str) -> str:
@@ -177,7 +178,10 @@ inspect.help += TEMPLATE_HELP
 @click.option("--host", "listen", default=None, help="Where to listen (default: the -H address)")
 @click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]",
               help="Registry reached over plain HTTP (loopback registries always are); repeatable")
-def daemon(data_root, exec_root, listen, insecure):
+@click.option("--bip", help="Address/prefix of the default bridge network (e.g. 10.99.0.1/24)")
+@click.option("--default-address-pool", "pools", multiple=True, metavar="base=CIDR,size=N",
+              help="Where user networks' subnets are picked from; repeatable")
+def daemon(data_root, exec_root, listen, insecure, bip, pools):
     """Run the dockyard daemon (the Docker Engine API server) in the foreground."""
     try:
         from dockyard.api.daemon import run as run_daemon
@@ -185,7 +189,7 @@ def daemon(data_root, exec_root, listen, insecure):
         raise CLIError(f"the daemon is not available in this build: {e}") from e
     host = listen or click.get_current_context().find_root().params.get("host")
     raise SystemExit(run_daemon(data_root, exec_root, host or "unix:///run/dockyard.sock",
-                                insecure_registries=insecure))
+                                insecure_registries=insecure, bip=bip, address_pools=pools))
 
 
 COMMANDS = [version, info, inspect, daemon]

@@ -11,7 +11,8 @@ The API layer (``dockyard.api``) calls only what is below and renders Docker JSO
 objects; it never reaches into ``images`` or ``runtime`` directly except through ``engine.images``.
 
     eng = await Engine.open(data_root, exec_root)        # reconcile happens here
-        # (keyword-only images=/runtime= replace the default ImageStore/Runtime, e.g. in tests)
+        # (keyword-only images=/runtime= replace the default ImageStore/Runtime, e.g. in tests;
+        #  network=True gives bridge networking (the daemon); bip=/default_pools= go to NetworkManager)
     await eng.close()                                     # containers keep running
 
     # containers (ref = full ID, name with or without '/', or unique ID prefix)
@@ -44,6 +45,15 @@ objects; it never reaches into ``images`` or ``runtime`` directly except through
     await eng.create_volume(name|None, driver="local", driver_opts=None, labels=None) -> Volume
     eng.get_volume(name) / eng.list_volumes(filters) ; await eng.remove_volume(name, force=False)
     await eng.prune_volumes(all=False) -> (list[str], int)
+
+    # networks (dockyard.network objects; the API renders them)
+    await eng.create_network(name, driver="bridge", subnet=None, gateway=None, ip_range=None,
+                             internal=False, labels=None, options=None) -> Network
+    await eng.list_networks() -> list[Network] ; await eng.get_network(ref) -> Network
+    await eng.network_endpoints(ref) -> list[Endpoint]
+    await eng.remove_network(ref) ; await eng.prune_networks(filters=None) -> list[str]
+    await eng.connect_network(net_ref, container_ref, aliases=(), ip=None)  # live if running
+    await eng.disconnect_network(net_ref, container_ref, force=False)
 
     eng.info() -> dict  # facts for /info: counts, cgroup driver/version, kernel, root dir
 """
@@ -93,6 +103,9 @@ class Container:
     # engine plans it: Docker's keys plus its own (Anonymous, NoCopy, TmpfsOptions, Labels).
     # Engine-internal; the API renders ``mounts``.
     mount_plan: list = field(default_factory=list)
+    # The live part of Docker's NetworkSettings ({"Networks": {name: addresses}, "Ports": {...}}),
+    # mirrored from the network store at start/connect and cleared at exit (engine.networking).
+    network_settings: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -108,9 +108,9 @@ def fill_host_config(hc: dict | None) -> dict:
     hc = copy.deepcopy(hc or {})
     if hc.get("NetworkMode") in (None, "", "default"):
         hc["NetworkMode"] = "bridge"
-    mode = hc["NetworkMode"]
-    if mode not in ("bridge", "none", "host"):
-        raise errdefs.NotFound(f"network {mode} not found")
+    if hc["NetworkMode"] == "container:":
+        raise errdefs.InvalidArgument("invalid network mode: container: needs a container name or ID")
+    # Other names are user networks: the engine checks they exist.
     log = hc.get("LogConfig") or {}
     hc["LogConfig"] = {"Type": log.get("Type") or "json-file", "Config": log.get("Config") or {}}
     if hc["LogConfig"]["Type"] not in ("json-file", "none", "local"):

@@ -6,6 +6,8 @@ handler, which needs the lock. Commit points: create = the row insert; start = r
 ``running`` (before it, any failure undoes runtime state and mounts, and the container stays
 ``created`` with State.Error set, as in Docker); exit = recording ``exited``; remove = the row delete.
 Everything between a crash and the next commit point is finished or undone by ``_reconcile`` on open.
+Networking (``engine.networking``) sits inside start: endpoints and published ports are made between
+``runtime.create`` and ``runtime.start`` and dropped by ``_teardown``, like the rootfs mount.
 
 Exits are observed level-triggered: a pidfd on conmon (it outlives the daemon and exits right after
 the container, having written the exit code) becomes readable; the handler then asks the runtime for
@@ -26,7 +28,7 @@ from dockyard import errdefs
 from dockyard.engine import (CREATED, DEAD, EXITED, PAUSED, REMOVING, RESTARTING, RUNNING,
                              Container, State)
 from dockyard.engine import config as cfgplan
-from dockyard.engine import names, ocispec, sysmount
+from dockyard.engine import names, networking, ocispec, sysmount
 from dockyard.engine.attach import Session
 from dockyard.engine.logs import LogRotator, read_logs
 from dockyard.engine.state import StateDB
@@ -57,10 +59,13 @@ class Engine:
         self._sessions: dict[str, list[Session]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._rotator = None
+        self.nm = None  # dockyard.network.NetworkManager (None: no bridge networking)
+        self.dns = None
 
     # ---- open / close ------------------------------------------------------------------------
     @classmethod
-    async def open(cls, data_root: str, exec_root: str, *, images=None, runtime=None) -> "Engine":
+    async def open(cls, data_root: str, exec_root: str, *, images=None, runtime=None, network=False,
+                   bip=None, default_pools=None) -> "Engine":
         """Open (creating) the roots and reconcile; ``images``/``runtime`` override the defaults."""
         data_root, exec_root = os.path.abspath(data_root), os.path.abspath(exec_root)
         for d in (data_root, os.path.join(data_root, "containers"), exec_root):
@@ -73,7 +78,15 @@ class Engine:
             runtime = await asyncio.to_thread(Runtime, os.path.join(exec_root, "runtime"))
         db = await asyncio.to_thread(StateDB, os.path.join(data_root, "engine.db"))
         eng = cls(data_root, exec_root, images, runtime, db)
+        if network:
+            from dockyard.network import NetworkManager
+            if not bip:
+                bip = await asyncio.to_thread(_free_bip, default_pools)
+            eng.nm = await asyncio.to_thread(NetworkManager, os.path.join(data_root, "network"), exec_root,
+                                             bip=bip, default_pools=default_pools)
         await eng._reconcile()
+        if eng.nm:
+            await eng._reconcile_network()
         eng._rotator = LogRotator(eng)
         return eng
 
@@ -91,6 +104,10 @@ class Engine:
         for sessions in self._sessions.values():
             for s in list(sessions):
                 await s.close()
+        if self.dns:
+            await self.dns.close()
+        if self.nm:
+            await asyncio.to_thread(self._close_network)
         self._db.close()
 
     async def _reconcile(self):
@@ -120,6 +137,34 @@ class Engine:
         for cid in os.listdir(cdir):  # bundles whose create never reached its commit point
             if cid not in self._containers:
                 await asyncio.to_thread(self._remove_bundle, os.path.join(cdir, cid), cid)
+
+    async def _reconcile_network(self):
+        """After the containers' reconcile: make the kernel match the network store, drop endpoints
+        of containers that are not running (exited while we were away, or gone), refresh the
+        mirrored settings, and serve DNS on every user network."""
+        from dockyard.network import DnsServer
+
+        await asyncio.to_thread(self.nm.reconcile)
+        running = {c.id for c in self._containers.values() if c.state.running}
+        for ep in await asyncio.to_thread(self.nm.endpoints):
+            if ep.container_id not in running:
+                await asyncio.to_thread(self._release_network, ep.container_id)
+        for c in self._containers.values():
+            if c.state.running and networking.joins_networks(networking.network_mode(c.host_config)):
+                c.network_settings = await asyncio.to_thread(networking.settings, self.nm, c)
+                await asyncio.to_thread(self._db.update_container, c)
+        self.dns = DnsServer(self.nm)
+        await self.dns.sync()
+
+    def _close_network(self):
+        """With containers on the network, its kernel state stays (they keep running and the next
+        daemon re-adopts them). With none, remove our bridges and nft tables so a stopped daemon
+        leaves nothing on the host; the next open's reconcile recreates the user networks' bridges."""
+        try:
+            if not self.nm.endpoints():
+                self.nm.teardown()
+        finally:
+            self.nm.close()
 
     # ---- lookups ----------------------------------------------------------------------------
     def get(self, ref: str) -> Container:
@@ -165,6 +210,7 @@ class Engine:
         image = await asyncio.to_thread(self.images.resolve, image_ref)
         merged = cfgplan.merge_config(config, (image.config or {}).get("config") or {})
         hc = cfgplan.fill_host_config(host_config)
+        networking_config = await self._check_network_mode(hc, dict(networking_config or {}))
         mounts = cfgplan.plan_mounts(hc, merged.get("Volumes"))
         warnings = []
         if hc.get("MemorySwap") and not hc.get("Memory") and hc["MemorySwap"] != -1:
@@ -190,6 +236,7 @@ class Engine:
                       path=args[0], args=args[1:], mounts=docker_mounts(mounts), mount_plan=mounts,
                       log_path=os.path.join(bundle, cid + "-json.log"), bundle=bundle,
                       rootfs=os.path.join(bundle, "rootfs"))
+        networking.check_create(c, warnings)
         await asyncio.to_thread(self._db.insert_container, c)  # commit point
         self._containers[cid] = c
         self._locks[cid] = asyncio.Lock()
@@ -199,6 +246,32 @@ class Engine:
             await self._remove_now(c, volumes=True)
             raise
         return cid, warnings
+
+    async def _check_network_mode(self, hc: dict, ncfg: dict) -> dict:
+        """Resolve NetworkMode (a user network by name or ID becomes its name) and the endpoints
+        asked for; NotFound for unknown networks or containers. Returns the NetworkingConfig."""
+        mode = networking.network_mode(hc)
+        eps = dict(ncfg.get("EndpointsConfig") or {})
+        if "default" in eps:
+            eps.setdefault("bridge", eps.pop("default"))
+        if mode.startswith("container:"):
+            self.get(mode.split(":", 1)[1])
+            eps = {}
+        elif mode in ("host", "none") or self.nm is None:
+            if mode not in ("host", "none", "bridge"):
+                raise errdefs.NotFound(f"network {mode} not found")
+            eps = {mode: eps.get(mode) or {}}
+        else:
+            resolved = {}
+            for ref in [mode] + [k for k in eps if k != mode]:
+                n = await asyncio.to_thread(self.nm.get, ref)
+                if n.name in ("host", "none") and ref != mode:
+                    raise errdefs.InvalidArgument(f"container cannot be connected to {n.name} and other networks")
+                resolved[n.name] = dict(eps.get(ref) or {})
+            mode = next(iter(resolved))
+            eps = resolved
+        hc["NetworkMode"] = mode
+        return dict(ncfg, EndpointsConfig=eps)
 
     def _make_bundle(self, c: Container):
         os.makedirs(c.rootfs, mode=0o700, exist_ok=True)
@@ -283,13 +356,24 @@ class Engine:
             user = ocispec.resolve_user(c.config.get("User") or "", passwd and passwd.decode(errors="replace"),
                                         group and group.decode(errors="replace"), c.host_config.get("GroupAdd"))
             hostname = c.config.get("Hostname") or c.id[:12]
-            files = self._write_etc_files(c, hostname)
+            netns_path = None
+            mode = networking.network_mode(c.host_config)
+            if mode.startswith("container:"):
+                # Join the other container's netns and share its hosts/resolv.conf, as Docker.
+                other = self.get(mode.split(":", 1)[1])
+                if not other.state.running or not other.state.pid:
+                    raise errdefs.Conflict(f"cannot join network namespace of a non running container: {other.id}")
+                netns_path = f"/proc/{other.state.pid}/ns/net"
+                files = {d: os.path.join(other.bundle, os.path.basename(d))
+                         for d in ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")}
+            else:
+                files = self._write_etc_files(c, hostname)
             vol_paths = self._ensure_volumes(c)
             self._copy_up(c, vol_paths)
             for m in c.mount_plan:
                 if m["Type"] == "bind" and not os.path.exists(m["Source"]):
                     os.makedirs(m["Source"], exist_ok=True)  # -v creates a missing host dir, as Docker
-            spec = ocispec.build(c, spec_mod, user, hostname, files, vol_paths)
+            spec = ocispec.build(c, spec_mod, user, hostname, files, vol_paths, netns_path=netns_path)
             _write_json(os.path.join(c.bundle, "config.json"), spec)
             lc = c.host_config.get("LogConfig") or {}
             max_size = cfgplan.parse_size((lc.get("Config") or {}).get("max-size"))
@@ -299,12 +383,34 @@ class Engine:
             stdin = bool(c.config.get("OpenStdin"))
             # StdinOnce (docker run -i): the container's stdin closes when the attached client
             # closes its stdin; otherwise it stays open across attach sessions.
-            return self.runtime.create(c.id, c.bundle, terminal=bool(c.config.get("Tty")), stdin=stdin,
-                                       log_path=c.log_path, log_size_max=max_size if max_file <= 1 else None,
-                                       leave_stdin_open=stdin and not c.config.get("StdinOnce"))
+            created = self.runtime.create(c.id, c.bundle, terminal=bool(c.config.get("Tty")), stdin=stdin,
+                                          log_path=c.log_path, log_size_max=max_size if max_file <= 1 else None,
+                                          leave_stdin_open=stdin and not c.config.get("StdinOnce"))
         except BaseException:
             sysmount.unmount(c.rootfs)
             raise
+        # The init holds the new netns and waits before exec: plumb it now, so the process starts
+        # with its network ready. A failure here is undone by the caller's _teardown.
+        if self.nm and networking.joins_networks(mode):
+            eps = networking.plumb(self.nm, c, created.pid)
+            self._rewrite_hosts(c, hostname, [e.ip for e in eps if e.ip])
+            c.network_settings = networking.settings(self.nm, c)
+        return created
+
+    def _rewrite_hosts(self, c: Container, hostname: str, ips: list):
+        """Put the container's addresses in its /etc/hosts; in place (same inode): the file is
+        already bind-mounted into the container."""
+        text = ocispec.hosts_file(hostname, c.config.get("Domainname") or "", self._extra_hosts(c), ips)
+        with open(os.path.join(c.bundle, "hosts"), "r+") as f:
+            f.truncate(0)
+            f.write(text)
+
+    def _extra_hosts(self, c: Container) -> list:
+        extra = c.host_config.get("ExtraHosts") or ()
+        if not any(str(e).endswith(":host-gateway") for e in extra):
+            return list(extra)
+        gw = networking.host_gateway(self.nm) if self.nm else "172.17.0.1"
+        return networking.render_extra_hosts(extra, gw)
 
     def _copy_up(self, c: Container, vol_paths: dict):
         """Docker fills an empty volume with what the image has at its mount path (unless nocopy)."""
@@ -331,11 +437,16 @@ class Engine:
                 host_resolv = f.read()
         except OSError:
             host_resolv = ""
+        mode = networking.network_mode(hc)
+        embedded = None  # user networks: the embedded DNS on the gateway of the first one
+        if self.nm and networking.joins_networks(mode) and mode != "bridge":
+            embedded = self.nm.get(mode).gateway
         files = {
             "/etc/hostname": hostname + "\n",
-            "/etc/hosts": ocispec.hosts_file(hostname, c.config.get("Domainname") or "", hc.get("ExtraHosts")),
-            "/etc/resolv.conf": ocispec.resolv_conf(host_resolv, hc.get("NetworkMode"), hc.get("Dns") or (),
-                                                    hc.get("DnsSearch") or (), hc.get("DnsOptions") or ()),
+            "/etc/hosts": ocispec.hosts_file(hostname, c.config.get("Domainname") or "", self._extra_hosts(c)),
+            "/etc/resolv.conf": ocispec.resolv_conf(host_resolv, mode, hc.get("Dns") or (),
+                                                    hc.get("DnsSearch") or (), hc.get("DnsOptions") or (),
+                                                    embedded=embedded),
         }
         if hc.get("NetworkMode") == "host":
             try:
@@ -353,12 +464,33 @@ class Engine:
         return out
 
     def _teardown(self, c: Container):
-        """Undo a run (thread): runtime state, conmon dirs, cgroup, the rootfs mount. Idempotent."""
+        """Undo a run (thread): runtime state, conmon dirs, cgroup, the rootfs mount, the network
+        endpoints and published ports. Idempotent."""
         try:
             self.runtime.delete(c.id, force=True)
         except errdefs.NotFound:
             pass
+        if self.nm:
+            self._release_network(c.id)
+        c.network_settings = {}
         sysmount.unmount(c.rootfs)
+
+    def _release_network(self, cid: str):
+        """Drop the container's endpoints and ports (thread). The kernel destroys a dead container's
+        netns asynchronously, taking the veth with it: a delete can then fail with ENODEV (pyroute2's
+        NetlinkError) after the endpoint row is gone. Retry for the rest; if anything failed, a
+        reconcile reloads the nft ruleset that the failed call did not get to."""
+        failed = False
+        for attempt in range(5):
+            try:
+                self.nm.release_container(cid)
+                break
+            except Exception:  # noqa: BLE001 - pyroute2's errors are not errdefs
+                failed = True
+                if attempt == 4:
+                    raise
+        if failed:
+            self.nm.reconcile()
 
     # ---- exit handling ----------------------------------------------------------------------
     def _watch(self, cid: str, monitor_pid: int):
@@ -393,7 +525,10 @@ class Engine:
         async with self._locks[cid]:
             if not c.state.running:
                 return
-            status = await asyncio.to_thread(self.runtime.exit_status, cid)
+            try:
+                status = await asyncio.to_thread(self.runtime.exit_status, cid)
+            except errdefs.NotFound:  # runtime state already gone (a teardown half done before a crash)
+                status = None
             await asyncio.to_thread(self._teardown, c)
             code, oom, fin = (status.code, status.oom_killed, status.finished_at_ns) if status else (255, False, None)
             c.state = dataclasses.replace(c.state, status=EXITED, pid=0, exit_code=code, oom_killed=oom,
@@ -633,6 +768,100 @@ class Engine:
             reclaimed += size
         return deleted, reclaimed
 
+    # ---- networks -----------------------------------------------------------------------------
+    def _nm(self):
+        if self.nm is None:
+            raise errdefs.Unavailable("networking is disabled in this daemon")
+        return self.nm
+
+    async def create_network(self, name, driver="bridge", subnet=None, gateway=None, ip_range=None,
+                             internal=False, labels=None, options=None):
+        n = await asyncio.to_thread(self._nm().create_network, name, driver or "bridge", subnet, gateway,
+                                    ip_range, internal, labels, options)
+        await self.dns.sync()
+        return n
+
+    async def list_networks(self):
+        return await asyncio.to_thread(self._nm().list)
+
+    async def get_network(self, ref: str):
+        return await asyncio.to_thread(self._nm().get, ref)
+
+    async def network_endpoints(self, ref: str):
+        return await asyncio.to_thread(self._nm().endpoints, None, ref)
+
+    async def remove_network(self, ref: str):
+        await asyncio.to_thread(self._nm().remove_network, ref)
+        await self.dns.sync()
+
+    async def prune_networks(self, filters: dict | None = None) -> list[str]:
+        """Remove unused user networks (``label`` filters as Docker's: K, K=V, label!=...)."""
+        # A network only a stopped container refers to has no endpoint, but Docker keeps it.
+        filters = filters or {}
+        wanted = set()
+        for c in self._containers.values():
+            wanted.update(networking.endpoints_config(c))
+        removed = []
+        for n in await self.list_networks():
+            if not all(_label_match(n.labels, f) for f in filters.get("label") or ()):
+                continue
+            if any(_label_match(n.labels, f) for f in filters.get("label!") or ()):
+                continue
+            if n.user_defined and n.name not in wanted and not await self.network_endpoints(n.id):
+                try:
+                    await self.remove_network(n.id)
+                    removed.append(n.name)
+                except (errdefs.Conflict, errdefs.NotFound):
+                    pass  # got an endpoint meanwhile, or removed meanwhile
+        return removed
+
+    async def connect_network(self, net_ref: str, ref: str, aliases=(), ip=None):
+        """Join a network: recorded in the container's EndpointsConfig; plumbed now if running."""
+        c = self.get(ref)
+        n = await self.get_network(net_ref)
+        mode = networking.network_mode(c.host_config)
+        if not networking.joins_networks(mode) or not networking.joins_networks(n.name):
+            raise errdefs.Forbidden("container sharing network namespace with another container or host cannot "
+                                    "be connected to any other network" if not networking.joins_networks(mode)
+                                    else "container cannot be disconnected from host network or connected to "
+                                         "host network")
+        async with self._locks[c.id]:
+            eps = dict(c.networking_config.get("EndpointsConfig") or {})
+            if n.name in eps and c.state.running and n.name in (c.network_settings.get("Networks") or {}):
+                raise errdefs.Forbidden(f"endpoint with name {c.name.lstrip('/')} already exists in network {n.name}")
+            cfg = {"Aliases": list(aliases) or None, "IPAMConfig": {"IPv4Address": ip} if ip else None}
+            if ip and not n.user_defined:
+                raise errdefs.InvalidArgument("user specified IP address is supported on user defined networks only")
+            if c.state.running:
+                await asyncio.to_thread(self.nm.connect, c.id, f"/proc/{c.state.pid}/ns/net", n.id,
+                                        list(aliases), ip, None, c.name.lstrip("/"))
+                c.network_settings = await asyncio.to_thread(networking.settings, self.nm, c)
+                ips = [v["IPAddress"] for v in c.network_settings["Networks"].values() if v.get("IPAddress")]
+                await asyncio.to_thread(self._rewrite_hosts, c, c.config.get("Hostname") or c.id[:12], ips)
+            eps[n.name] = cfg
+            c.networking_config = dict(c.networking_config, EndpointsConfig=eps)
+            await asyncio.to_thread(self._db.update_container, c)
+
+    async def disconnect_network(self, net_ref: str, ref: str, force: bool = False):
+        c = self.get(ref)
+        n = await self.get_network(net_ref)
+        async with self._locks[c.id]:
+            eps = dict(c.networking_config.get("EndpointsConfig") or {})
+            live = n.name in (c.network_settings.get("Networks") or {})
+            if n.name not in eps and not live:
+                raise errdefs.Forbidden(f"container {c.id} is not connected to network {n.name}")
+            if live:
+                await asyncio.to_thread(self.nm.disconnect, c.id, n.id)
+                c.network_settings = await asyncio.to_thread(networking.settings, self.nm, c)
+                ips = [v["IPAddress"] for v in c.network_settings["Networks"].values() if v.get("IPAddress")]
+                await asyncio.to_thread(self._rewrite_hosts, c, c.config.get("Hostname") or c.id[:12], ips)
+            eps.pop(n.name, None)
+            c.networking_config = dict(c.networking_config, EndpointsConfig=eps)
+            if networking.network_mode(c.host_config) == n.name:
+                # The mode network is gone: the next one (or none) takes its place, as in Docker.
+                c.host_config["NetworkMode"] = next(iter(eps), "none")
+            await asyncio.to_thread(self._db.update_container, c)
+
     # ---- images (container-aware wrappers) --------------------------------------------------
     def _images_in_use(self) -> set[str]:
         return {c.image_id for c in self._containers.values()}
@@ -722,6 +951,18 @@ def docker_mounts(plan: list) -> list:
     return out
 
 
+def _free_bip(pools) -> str:
+    """The default bridge's address when --bip is not given: the first pool block the host does
+    not route yet (only used when the network store is new; afterwards the stored one stays)."""
+    import ipaddress
+
+    from dockyard.network import ipam
+    from dockyard.network.manager import _host_routes
+
+    net = ipam.pick_subnet(pools or ipam.DEFAULT_POOLS, _host_routes())
+    return f"{ipaddress.ip_address(int(net.network_address) + 1)}/{net.prefixlen}"
+
+
 def _start_exit_code(msg: str) -> int:
     # Docker's mapping of start errors to exit codes (what `docker run` then exits with).
     low = msg.lower()
@@ -772,6 +1013,14 @@ def _matches(c: Container, filters: dict, eng) -> bool:
             return False
         if key == "ancestor" and not any(v in (c.image, c.image_id) or c.image_id.startswith("sha256:" + v)
                                          for v in values):
+            return False
+        if key == "network" and not any(
+                v in (c.network_settings.get("Networks") or {}) or v in networking.endpoints_config(c)
+                or any(n.get("NetworkID", "").startswith(v) for n in (c.network_settings.get("Networks") or {}).values())
+                for v in values):
+            return False
+        if key == "publish" and not any(v in (c.network_settings.get("Ports") or {}) or
+                                        v + "/tcp" in (c.network_settings.get("Ports") or {}) for v in values):
             return False
         if key == "volume" and not any(any(m.get("Name") == v or m["Destination"] == v for m in c.mount_plan)
                                        for v in values):

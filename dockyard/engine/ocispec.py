@@ -76,7 +76,9 @@ def _group_id(name: str, group: str | None) -> int:
 
 # ---- files bound into the container ----------------------------------------------------------------
 
-def hosts_file(hostname: str, domainname: str = "", extra_hosts=()) -> str:
+def hosts_file(hostname: str, domainname: str = "", extra_hosts=(), ips=()) -> str:
+    """Docker's /etc/hosts: the localhost block, --add-host entries, then the container's own
+    addresses (127.0.1.1 when it has none, e.g. --network none)."""
     fqdn = f"{hostname}.{domainname}" if domainname else hostname
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
@@ -84,14 +86,21 @@ def hosts_file(hostname: str, domainname: str = "", extra_hosts=()) -> str:
     for item in extra_hosts or ():
         name, _, ip = item.partition(":")
         lines.append(f"{ip}\t{name}")
-    lines.append(f"127.0.1.1\t{fqdn} {hostname}" if fqdn != hostname else f"127.0.1.1\t{hostname}")
+    for ip in ips or ["127.0.1.1"]:
+        lines.append(f"{ip}\t{fqdn} {hostname}" if fqdn != hostname else f"{ip}\t{hostname}")
     return "\n".join(lines) + "\n"
 
 
-def resolv_conf(host_text: str, network_mode: str, dns=(), dns_search=(), dns_options=()) -> str:
+def resolv_conf(host_text: str, network_mode: str, dns=(), dns_search=(), dns_options=(),
+                embedded: str | None = None) -> str:
     """The host's resolv.conf for host networking; otherwise without loopback nameservers (they would
-    point into the container's own netns), falling back to public resolvers as Docker does."""
+    point into the container's own netns), falling back to public resolvers as Docker does.
+    ``embedded``: the embedded DNS's address on a user network; it comes first (container names
+    resolve only there), followed by any --dns servers."""
     lines = host_text.splitlines()
+    if embedded:
+        lines = [l for l in lines if l.split()[:1] != ["nameserver"]]
+        dns = [embedded] + list(dns or ())
     if network_mode != "host":
         lines = [l for l in lines if not (l.split()[:1] == ["nameserver"] and len(l.split()) > 1
                                           and (l.split()[1].startswith("127.") or l.split()[1] == "::1"))]
@@ -209,7 +218,7 @@ def _security_opts(hc: dict) -> tuple[str | None, bool]:
     return seccomp, nnp
 
 
-def build(c, spec_mod, user: dict, hostname: str, files: dict, volumes: dict) -> dict:
+def build(c, spec_mod, user: dict, hostname: str, files: dict, volumes: dict, netns_path: str | None = None) -> dict:
     """The OCI config for container ``c``.
 
     ``files`` maps /etc/hostname, /etc/hosts, /etc/resolv.conf to their paths in the bundle;
@@ -258,8 +267,8 @@ def build(c, spec_mod, user: dict, hostname: str, files: dict, volumes: dict) ->
         linux.pop("maskedPaths", None)
         linux.pop("readonlyPaths", None)
 
-    # Namespaces: always our own pid/ipc/uts/mount/cgroup; a netns unless host networking. The
-    # bridge network is not there yet, so "bridge" gets an empty netns like "none".
+    # Namespaces: always our own pid/ipc/uts/mount/cgroup; a netns unless host networking: a new
+    # one (the engine plumbs it between create and start) or another container's (``netns_path``).
     ns = ["pid", "ipc", "uts", "mount", "cgroup"]
     if hc.get("PidMode") == "host":
         ns.remove("pid")
@@ -267,7 +276,8 @@ def build(c, spec_mod, user: dict, hostname: str, files: dict, volumes: dict) ->
         ns.remove("ipc")
     if hc.get("NetworkMode") != "host":
         ns.append("network")
-    linux["namespaces"] = [{"type": t} for t in ns]
+    linux["namespaces"] = [{"type": t, "path": netns_path} if t == "network" and netns_path else {"type": t}
+                           for t in ns]
     res = linux.setdefault("resources", {})
     res.update(resources(hc))
     linux["cgroupsPath"] = f"/dockyard/{c.id}"
