@@ -21,12 +21,32 @@ import pytest
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 
+# Tags (hash of a state dir) of the managers the current test made. Bridges and nft tables of
+# any other dockyard daemon on the machine (a session daemon of another test directory, another
+# engineer's run) come and go on their own and are not this test's leaks.
+_OWN_TAGS: set[str] = set()
+_FOREIGN_LINK = re.compile(r"^dy([0-9a-f]{6})(-|$)")
+_FOREIGN_TABLE = re.compile(r"^table \S+ dockyard_([0-9a-f]{6})(_nat)? \{")
+
+
+def _foreign(tag: str) -> bool:
+    return tag not in _OWN_TAGS
+
+
 def host_state():
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    names = sorted(l.split(":")[1].strip().split("@")[0] for l in links.splitlines())
-    rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
-    # Counters change with traffic; compare the rule text without them.
-    rules = [re.sub(r"counter packets \d+ bytes \d+", "counter", l) for l in rules.splitlines()]
+    names = sorted(n for n in (l.split(":")[1].strip().split("@")[0] for l in links.splitlines())
+                   if not ((m := _FOREIGN_LINK.match(n)) and _foreign(m.group(1))))
+    text = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    rules, skipping = [], False
+    for line in text.splitlines():
+        if (m := _FOREIGN_TABLE.match(line)) and _foreign(m.group(1)):
+            skipping = True
+        if not skipping:
+            # Counters change with traffic; compare the rule text without them.
+            rules.append(re.sub(r"counter packets \d+ bytes \d+", "counter", line))
+        if skipping and line == "}":
+            skipping = False
     return names, rules
 
 
@@ -73,6 +93,7 @@ def nm(netns):
 
     def make(**kw):
         m = NetworkManager(state, state, bip=kw.pop("bip", "10.231.0.1/24"), **kw)
+        _OWN_TAGS.add(m.tag)
         managers.append(m)
         return m
 
@@ -95,6 +116,7 @@ def _leak_check(request):
     if os.geteuid() != 0:
         yield
         return
+    _OWN_TAGS.clear()
     before = host_state()
     yield
     # Runs after the fixtures this test requested are finalized (autouse is set up first).
