@@ -35,8 +35,16 @@ def _foreign(tag: str) -> bool:
 
 def host_state():
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    names = sorted(n for n in (l.split(":")[1].strip().split("@")[0] for l in links.splitlines())
-                   if not ((m := _FOREIGN_LINK.match(n)) and _foreign(m.group(1))))
+    names = []
+    for line in links.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        master = re.search(r" master (\S+)", line)
+        # A foreign daemon's bridge, or a container veth plugged into one.
+        if any((m := _FOREIGN_LINK.match(n)) and _foreign(m.group(1))
+               for n in (name, master.group(1) if master else "")):
+            continue
+        names.append(name)
+    names.sort()
     text = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
     rules, skipping = [], False
     for line in text.splitlines():
