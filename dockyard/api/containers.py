@@ -166,6 +166,49 @@ def container_pids(init_pid: int) -> list[int]:
     return sorted(out)
 
 
+def session_pump(sess, tty: bool, want_stdin: bool, stdin_once: bool):
+    """The Hijack ``run`` that copies a hijacked socket to and from an engine session (attach, exec)."""
+
+    async def run(reader, writer, early: bytes):
+        async def pump_stdin():
+            data = early
+            while True:
+                if data and want_stdin:
+                    await sess.write_stdin(data)
+                data = await reader.read(65536)
+                if not data:
+                    break
+            # EOF is a half-close (CLI without -i, or stdin at its end), not a disconnect.
+            if want_stdin and stdin_once:
+                await sess.close_stdin()
+            while not peer_hung_up(writer):
+                await asyncio.sleep(0.5)
+
+        async def pump_out():
+            try:
+                async for stream, data in sess.output():
+                    writer.write(data if tty else frame(stream, data))
+                    await writer.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                raise
+            except Exception as e:  # noqa: BLE001 - report in-band, the status is long gone
+                if not tty:
+                    writer.write(frame("system", str(e).encode()))
+                    await writer.drain()
+
+        out_t = asyncio.create_task(pump_out())
+        in_t = asyncio.create_task(pump_stdin())
+        try:
+            await asyncio.wait({out_t, in_t}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (out_t, in_t):
+                t.cancel()
+            await asyncio.gather(out_t, in_t, return_exceptions=True)
+            await sess.close()
+
+    return run
+
+
 def setup(router: Router, eng) -> None:
     async def create(req: Request):
         body = await req.json()
@@ -272,43 +315,7 @@ def setup(router: Router, eng) -> None:
         sess = await eng.attach(c.id, stdin=want_stdin, stdout=req.qbool("stdout"), stderr=req.qbool("stderr"),
                                 logs=req.qbool("logs"), stream=req.qbool("stream"))
 
-        async def run(reader, writer, early: bytes):
-            async def pump_stdin():
-                data = early
-                while True:
-                    if data and want_stdin:
-                        await sess.write_stdin(data)
-                    data = await reader.read(65536)
-                    if not data:
-                        break
-                # EOF is a half-close (CLI without -i, or stdin at its end), not a disconnect.
-                if want_stdin and stdin_once:
-                    await sess.close_stdin()
-                while not peer_hung_up(writer):
-                    await asyncio.sleep(0.5)
-
-            async def pump_out():
-                try:
-                    async for stream, data in sess.output():
-                        writer.write(data if tty else frame(stream, data))
-                        await writer.drain()
-                except (ConnectionError, asyncio.CancelledError):
-                    raise
-                except Exception as e:  # noqa: BLE001 - report in-band, the status is long gone
-                    if not tty:
-                        writer.write(frame("system", str(e).encode()))
-                        await writer.drain()
-
-            out_t = asyncio.create_task(pump_out())
-            in_t = asyncio.create_task(pump_stdin())
-            try:
-                await asyncio.wait({out_t, in_t}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for t in (out_t, in_t):
-                    t.cancel()
-                await asyncio.gather(out_t, in_t, return_exceptions=True)
-                await sess.close()
-
+        run = session_pump(sess, tty, want_stdin, stdin_once)
         ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
         return Hijack(run, ctype, cleanup=sess.close)
 
@@ -356,7 +363,65 @@ def setup(router: Router, eng) -> None:
                 pass  # started meanwhile
         return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
 
+    async def pause(req: Request):
+        await eng.pause(req.params["id"])
+
+    async def unpause(req: Request):
+        await eng.unpause(req.params["id"])
+
+    # ---- exec ----
+    async def exec_create(req: Request):
+        body = await req.json()
+        cmd = body.get("Cmd")
+        eid = await eng.create_exec(
+            req.params["id"], cmd, env=body.get("Env"), user=body.get("User") or "",
+            workdir=body.get("WorkingDir") or "", tty=bool(body.get("Tty")), stdin=bool(body.get("AttachStdin")),
+            stdout=bool(body.get("AttachStdout")), stderr=bool(body.get("AttachStderr")),
+            privileged=bool(body.get("Privileged")), detach_keys=body.get("DetachKeys") or "",
+            console_size=body.get("ConsoleSize"))
+        return json_response({"Id": eid}, 201)
+
+    async def exec_start(req: Request):
+        body = await req.json()
+        ex = eng.inspect_exec(req.params["id"])
+        detach = bool(body.get("Detach"))
+        tty = ex.tty
+        try:
+            sess = await eng.start_exec(ex.id, detach=detach, tty=body.get("Tty"),
+                                        console_size=body.get("ConsoleSize"))
+        except errdefs.InvalidArgument as e:
+            if detach:
+                raise
+            # moby reports a process that could not start inside the stream (the exit code,
+            # 126/127, is in the exec's inspect), not as a status.
+            msg = str(e).encode() + b"\r\n"
+
+            async def report(reader, writer, early):
+                writer.write(msg if tty else frame("stdout", msg))
+                await writer.drain()
+
+            return Hijack(report, "application/vnd.docker.raw-stream")
+        if sess is None:
+            return Response(200)
+        ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+        # stdin EOF always closes the exec's stdin: `echo x | docker exec -i c cat` must end.
+        return Hijack(session_pump(sess, tty, ex.open_stdin, True), ctype, cleanup=sess.close)
+
+    async def exec_resize(req: Request):
+        await eng.resize_exec(req.params["id"], req.qint("h", 0), req.qint("w", 0))
+        return Response(200)
+
+    async def exec_inspect(req: Request):
+        return json_response(render.exec_inspect(eng.inspect_exec(req.params["id"])))
+
     C = r"/containers/(?P<id>[^/]+)"
+    E = r"/exec/(?P<id>[^/]+)"
+    router.add("POST", C + "/exec", exec_create)
+    router.add("POST", C + "/pause", pause)
+    router.add("POST", C + "/unpause", unpause)
+    router.add("POST", E + "/start", exec_start)
+    router.add("POST", E + "/resize", exec_resize)
+    router.add("GET", E + "/json", exec_inspect)
     router.add("POST", "/containers/create", create)
     router.add("GET", "/containers/json", list_)
     router.add("POST", "/containers/prune", prune)

@@ -206,7 +206,7 @@ def container_inspect(c, size: bool = False) -> dict:
         "Args": list(c.args or []),
         "State": {
             "Status": st.status,
-            "Running": st.status == "running",
+            "Running": st.running,  # Docker: also while paused or restarting
             "Paused": st.status == "paused",
             "Restarting": st.status == "restarting",
             "OOMKilled": st.oom_killed,
@@ -375,3 +375,14 @@ def _mem_total() -> int:
     except OSError:
         pass
     return 0
+
+
+def exec_inspect(ex) -> dict:
+    """GET /exec/<id>/json (ExitCode is null until the process ran and exited)."""
+    return {
+        "ID": ex.id, "Running": ex.running, "ExitCode": ex.exit_code,
+        "ProcessConfig": {"tty": ex.tty, "entrypoint": ex.cmd[0], "arguments": ex.cmd[1:],
+                          "privileged": ex.privileged, **({"user": ex.user} if ex.user else {})},
+        "OpenStdin": ex.open_stdin, "OpenStderr": ex.open_stderr, "OpenStdout": ex.open_stdout,
+        "CanRemove": False, "ContainerID": ex.container_id, "DetachKeys": ex.detach_keys, "Pid": ex.pid,
+    }

@@ -491,4 +491,62 @@ def ps(all_, quiet, last, latest, size, filters, fmt, no_trunc):
     sys.stdout.write(render_rows(fmt, rows, PS_HEADERS))
 
 
-COMMANDS = [run, create, start, attach, stop, restart, kill, rm, wait, rename, top, logs, ps]
+@click.command(context_settings=_ARGS_CTX)
+@click.option("-d", "--detach", is_flag=True, help="Run the command in the background")
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open and attach it")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@click.option("-e", "--env", multiple=True, help="Set an environment variable (K=V, or K to copy ours)")
+@click.option("-u", "--user", help="Username or UID[:GID]")
+@click.option("-w", "--workdir", help="Working directory inside the container")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(detach, interactive, tty, env, user, workdir, privileged, container, command):
+    """Run a command in a running container; exits with the command's status."""
+    c = client()
+    if tty and interactive and not os.isatty(0):
+        raise CLIError("the input device is not a TTY", 1)
+    c.get(f"/containers/{quote(container)}/json")  # docker checks existence first (a clean 404)
+    envs = [e if "=" in e else f"{e}={os.environ[e]}" for e in env if "=" in e or e in os.environ]
+    size = (stream.terminal_size() or (0, 0)) if tty else (0, 0)
+    body = {"User": user or "", "Privileged": privileged, "Tty": tty, "AttachStdin": interactive and not detach,
+            "AttachStderr": not detach, "AttachStdout": not detach, "Detach": detach, "Env": envs,
+            "WorkingDir": workdir or "", "Cmd": list(command)}
+    if all(size):
+        body["ConsoleSize"] = list(size)
+    try:
+        eid = c.post(f"/containers/{quote(container)}/exec", body=body)["Id"]
+        if detach:
+            c.post(f"/exec/{eid}/start", body={"Detach": True, "Tty": tty})
+            return
+        att = stream.Attached.exec_start(c, eid, tty, interactive, size if all(size) else None)
+    except APIError as e:
+        raise CLIError(f"Error response from daemon: {e.message}") from e
+    if tty:
+        stream.resize(c, eid, "exec")
+        stream.watch_winch(c, eid, "exec")
+    att.run()
+    sys.stdout.flush()
+    code = c.get(f"/exec/{eid}/json").get("ExitCode")
+    raise SystemExit(0 if code is None else int(code))
+
+
+exec_.name = "exec"
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def pause(containers):
+    """Pause all processes within one or more containers."""
+    c = client()
+    for_each(containers, lambda n: (c.post(f"/containers/{quote(n)}/pause"), print(n)))
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def unpause(containers):
+    """Unpause all processes within one or more containers."""
+    c = client()
+    for_each(containers, lambda n: (c.post(f"/containers/{quote(n)}/unpause"), print(n)))
+
+COMMANDS = [run, create, start, attach, stop, restart, kill, rm, wait, rename, top, logs, ps, exec_, pause, unpause]

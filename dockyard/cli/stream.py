@@ -84,11 +84,12 @@ def terminal_size() -> tuple[int, int] | None:
     return None
 
 
-def resize(client: Client, cid: str):
+def resize(client: Client, cid: str, kind: str = "containers"):
+    """Send our terminal's size (``kind`` "exec" for an exec session)."""
     size = terminal_size()
     if size:
         try:
-            Client(client.host).post(f"/containers/{cid}/resize", {"h": size[0], "w": size[1]})
+            Client(client.host).post(f"/{kind}/{cid}/resize", {"h": size[0], "w": size[1]})
         except Exception:
             pass  # resizing is best effort, as in docker ("failed to resize tty")
 
@@ -104,6 +105,19 @@ class Attached:
                   "stderr": 1 if stderr else None}
         self._pending = client.hijack_send(f"/containers/{cid}/attach", params)
         self.raw = None
+
+    @classmethod
+    def exec_start(cls, client: Client, eid: str, tty: bool, stdin: bool, console_size=None):
+        """``POST /exec/<id>/start`` hijacked, with its JSON body (the process starts now)."""
+        self = cls.__new__(cls)
+        self.client, self.cid, self.tty, self.stdin, self.raw = client, eid, tty, stdin, None
+        body = {"Detach": False, "Tty": tty, **({"ConsoleSize": list(console_size)} if console_size else {})}
+        conn = client._connect()
+        client._send(conn, "POST", client.prefix + f"/exec/{eid}/start",
+                     {"Content-Type": "application/json", "Connection": "Upgrade", "Upgrade": "tcp"},
+                     json.dumps(body).encode())
+        self._pending = conn
+        return self.connected()
 
     def connected(self):
         self.sock, self.leftover = self.client.hijack_receive(self._pending)
@@ -173,9 +187,9 @@ def _kill(host, cid, name):
         pass
 
 
-def watch_winch(client: Client, cid: str):
+def watch_winch(client: Client, cid: str, kind: str = "containers"):
     signal.signal(signal.SIGWINCH, lambda *_: threading.Thread(
-        target=resize, args=(client, cid), daemon=True).start())
+        target=resize, args=(client, cid, kind), daemon=True).start())
 
 
 def send_wait(client: Client, cid: str, condition: str):

@@ -1,13 +1,14 @@
-"""System commands: version, info, inspect (any object), daemon."""
+"""System commands: version, info, inspect (any object), daemon, events."""
 
 import json
 import sys
+import time
 
 import click
 
-from dockyard.cli.client import API_PREFIX, APIError, DaemonUnavailable, quote
+from dockyard.cli.client import API_PREFIX, APIError, DaemonUnavailable, filters_param, quote
 from dockyard.cli.common import CLIError, client, err, print_objects
-from dockyard.cli.format import check_format, go_json, indent_raw
+from dockyard.cli.format import Template, check_format, go_json, indent_raw, prepare_format
 
 CLIENT_VERSION = "0.1.0"
 
@@ -192,4 +193,54 @@ def daemon(data_root, exec_root, listen, insecure, bip, pools):
                                 insecure_registries=insecure, bip=bip, address_pools=pools))
 
 
-COMMANDS = [version, info, inspect, daemon]
+def event_line(ev: dict) -> str:
+    """docker's prettyPrintEvent: local time (RFC3339 with 9 fraction digits), type, action, actor,
+    then the attributes sorted by key."""
+    ns = int(ev.get("timeNano") or int(ev.get("time") or 0) * 1_000_000_000)
+    t = time.localtime(ns // 1_000_000_000)
+    off = t.tm_gmtoff
+    zone = "Z" if off == 0 else f"{'+' if off > 0 else '-'}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ns % 1_000_000_000:09d}{zone}"
+    actor = ev.get("Actor") or {}
+    line = f"{stamp} {ev.get('Type')} {ev.get('Action')} {actor.get('ID', '')}"
+    attrs = actor.get("Attributes") or {}
+    if attrs:
+        line += " (" + ", ".join(f"{k}={attrs[k]}" for k in sorted(attrs)) + ")"
+    return line
+
+
+@click.command()
+@click.option("--since", help="Show events since a timestamp or duration (e.g. 10m)")
+@click.option("--until", help="Stream events until this timestamp or duration")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter (type=, event=, container=, image=, label=)")
+@click.option("--format", "fmt", help="Go template over each event, or 'json'")
+def events(since, until, filters, fmt):
+    """Get real time events from the server."""
+    from dockyard.cli.containers import api_timestamp  # shared with logs --since
+
+    check_format(fmt)
+    try:
+        params = {"filters": filters_param(filters)}
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    if since:
+        params["since"] = api_timestamp(since)
+    if until:
+        params["until"] = api_timestamp(until)
+    tmpl = None
+    if fmt:
+        tmpl = Template(prepare_format("{{json .}}" if fmt == "json" else fmt)[1])
+    resp = client().open("GET", "/events", {k: v for k, v in params.items() if v}, own_conn=True)
+    buf = b""
+    while chunk := resp.read1(65536):
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            if not raw.strip():
+                continue
+            ev = json.loads(raw)
+            sys.stdout.write((tmpl.render(ev) if tmpl else event_line(ev)) + "\n")
+        sys.stdout.flush()
+
+
+COMMANDS = [version, info, inspect, daemon, events]

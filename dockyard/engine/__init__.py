@@ -27,6 +27,8 @@ objects; it never reaches into ``images`` or ``runtime`` directly except through
     await eng.stop(ref, timeout=None, signal=None)       # NotModified if not running
     await eng.kill(ref, signal="KILL")                   # Conflict if not running
     await eng.restart(ref, timeout=None)
+    await eng.pause(ref) / await eng.unpause(ref)        # Conflict unless running / paused; stop,
+                                                         # kill and remove(force) of a paused one thaw it
     await eng.remove(ref, force=False, volumes=False)    # Conflict if running and not force
     await eng.wait(ref, condition="not-running") -> int  # exit code; condition also next-exit/removed
     await eng.resize(ref, height, width)
@@ -35,6 +37,16 @@ objects; it never reaches into ``images`` or ``runtime`` directly except through
     await eng.attach(ref, stdin=False, stdout=True, stderr=True, logs=False, stream=True)
         -> AttachSession                     # subscribe before start so no output is lost
     await eng.rename(ref, new_name)
+
+    # exec (records in memory, as in Docker; execs.py)
+    eid = await eng.create_exec(ref, cmd, env=None, user="", workdir="", tty=False, stdin=False,
+                                stdout=True, stderr=True, privileged=False, detach_keys="",
+                                console_size=None)         # Conflict "container <id> is not running"
+    sess = await eng.start_exec(eid, detach=False, tty=None, console_size=None)
+        # -> AttachSession (None when detached); its output ends after ExitCode is recorded;
+        # a command that cannot run -> InvalidArgument("OCI runtime exec failed: ..."), ExitCode 126/127
+    eng.inspect_exec(eid) -> Exec              # NotFound("No such exec instance: <id>")
+    await eng.resize_exec(eid, height, width)
 
     # images (thin wrappers that add the container-aware checks, e.g. rmi of an image in use)
     eng.images -> dockyard.images.ImageStore
@@ -95,6 +107,9 @@ class Container:
     path: str = ""  # the executable (Docker's Path)
     args: list = field(default_factory=list)
     restart_count: int = 0
+    # Docker's HasBeenManuallyStopped: set by stop/kill, cleared by start; decides whether an
+    # unless-stopped container comes back when the daemon starts (engine/restart.py).
+    manually_stopped: bool = False
     mounts: list = field(default_factory=list)  # Docker's Mounts[] items, resolved
     log_path: str = ""
     bundle: str = ""  # <data-root>/containers/<id>

@@ -12,6 +12,10 @@ Networking (``engine.networking``) sits inside start: endpoints and published po
 Exits are observed level-triggered: a pidfd on conmon (it outlives the daemon and exits right after
 the container, having written the exit code) becomes readable; the handler then asks the runtime for
 the exit status. After a daemon restart the same pidfds are opened again from ``runtime.monitor_pid``.
+
+The exit handler also applies the restart policy (``engine.restart`` decides, the engine schedules):
+``restarting`` is recorded in the same write as the exit, so a daemon that dies during the back-off
+restarts the container when it comes back. Every transition emits its Docker event (``engine.events``).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from dockyard import errdefs
 from dockyard.engine import (CREATED, DEAD, EXITED, PAUSED, REMOVING, RESTARTING, RUNNING,
                              Container, State)
 from dockyard.engine import config as cfgplan
-from dockyard.engine import names, networking, ocispec, sysmount
+from dockyard.engine import names, networking, ocispec, restart as restartpolicy, sysmount
 from dockyard.engine.attach import Session
+from dockyard.engine.events import EventingImages, EventLog
+from dockyard.engine.execs import ExecOps
 from dockyard.engine.logs import LogRotator, read_logs
 from dockyard.engine.state import StateDB
 from dockyard.engine.volumes import VolumeStore, validate_volume_name
@@ -45,7 +51,7 @@ def rfc3339(ns: int | None = None) -> str:
     return f"{base}.{frac}Z" if frac else base + "Z"
 
 
-class Engine:
+class Engine(ExecOps):
     def __init__(self, data_root, exec_root, images, runtime, db):
         self.data_root, self.exec_root = data_root, exec_root
         self.images, self.runtime, self._db = images, runtime, db
@@ -54,13 +60,18 @@ class Engine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._watches: dict[str, int] = {}  # cid -> conmon pidfd
         self._exited: dict[str, asyncio.Event] = {}  # set once the current run's exit is recorded
-        self._exit_waiters: dict[str, list[asyncio.Future]] = {}
+        self._exit_waiters: dict[str, list[asyncio.Future]] = {}  # next-exit: any exit
+        self._stop_waiters: dict[str, list[asyncio.Future]] = {}  # not-running: not when it restarts
         self._removed_waiters: dict[str, list[asyncio.Future]] = {}
         self._sessions: dict[str, list[Session]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._restart_tasks: dict[str, asyncio.Task] = {}  # cid -> pending restart (in its back-off sleep)
+        self._restart_delay: dict[str, float] = {}  # cid -> last back-off delay (s)
         self._rotator = None
         self.nm = None  # dockyard.network.NetworkManager (None: no bridge networking)
         self.dns = None
+        self._init_execs()
+        self.events = EventLog()
 
     # ---- open / close ------------------------------------------------------------------------
     @classmethod
@@ -78,6 +89,7 @@ class Engine:
             runtime = await asyncio.to_thread(Runtime, os.path.join(exec_root, "runtime"))
         db = await asyncio.to_thread(StateDB, os.path.join(data_root, "engine.db"))
         eng = cls(data_root, exec_root, images, runtime, db)
+        eng.images = EventingImages(images, eng.events, asyncio.get_running_loop())
         if network:
             from dockyard.network import NetworkManager
             if not bip:
@@ -87,6 +99,7 @@ class Engine:
         await eng._reconcile()
         if eng.nm:
             await eng._reconcile_network()
+        eng._restart_on_boot()
         eng._rotator = LogRotator(eng)
         return eng
 
@@ -99,6 +112,7 @@ class Engine:
             loop.remove_reader(fd)
             os.close(fd)
         self._watches.clear()
+        self._close_execs()
         for t in list(self._tasks):
             t.cancel()
         for sessions in self._sessions.values():
@@ -118,6 +132,8 @@ class Engine:
         for c in list(self._containers.values()):
             if c.state.status == REMOVING:
                 await self._remove_now(c, volumes=False)
+            elif c.state.status == RESTARTING:
+                pass  # torn down before it was recorded; _restart_on_boot starts it again
             elif c.state.running:
                 mpid = await asyncio.to_thread(self.runtime.monitor_pid, c.id)
                 if mpid:
@@ -245,6 +261,7 @@ class Engine:
         except BaseException:
             await self._remove_now(c, volumes=True)
             raise
+        self._cev(c, "create")
         return cid, warnings
 
     async def _check_network_mode(self, hc: dict, ncfg: dict) -> dict:
@@ -294,6 +311,10 @@ class Engine:
     # ---- start ------------------------------------------------------------------------------
     async def start(self, ref: str):
         c = self.get(ref)
+        if not c.state.running:
+            # A start by the user: a fresh restart history, and no longer "stopped by the user".
+            c.restart_count, c.manually_stopped = 0, False
+            self._restart_delay.pop(c.id, None)
         try:
             await self._start(c)
         except errdefs.NotModified:
@@ -306,10 +327,10 @@ class Engine:
                     await self._remove_now(c, volumes=True)
             raise
 
-    async def _start(self, c: Container):
+    async def _start(self, c: Container, restarting: bool = False):
         async with self._locks[c.id]:
             c = self.get(c.id)
-            if c.state.running:
+            if c.state.running and not (restarting and c.state.status == RESTARTING):
                 raise errdefs.NotModified(f"container {c.id} is already running")
             if c.state.status in (REMOVING, DEAD):
                 raise errdefs.Conflict(f"cannot start a container marked for removal: {c.id}")
@@ -339,6 +360,13 @@ class Engine:
                 raise errdefs.Internal(msg) from e
             c.state = State(status=RUNNING, pid=created.pid, started_at=rfc3339(started_ns))
             await asyncio.to_thread(self._db.update_container, c)  # commit point
+            for m in c.mount_plan:
+                if m["Type"] == "volume":
+                    self.events.emit("volume", "mount", m["Name"], {
+                        "container": c.id, "destination": m["Destination"], "driver": "local",
+                        "propagation": "", "read/write": str(not m.get("ReadOnly", False)).lower()})
+            self._network_events(c, "connect", (c.network_settings or {}).get("Networks"))
+            self._cev(c, "start")
             if self._rotator:
                 self._rotator.track(c)
 
@@ -529,20 +557,34 @@ class Engine:
                 status = await asyncio.to_thread(self.runtime.exit_status, cid)
             except errdefs.NotFound:  # runtime state already gone (a teardown half done before a crash)
                 status = None
+            networks = dict((c.network_settings or {}).get("Networks") or {})
             await asyncio.to_thread(self._teardown, c)
             code, oom, fin = (status.code, status.oom_killed, status.finished_at_ns) if status else (255, False, None)
-            c.state = dataclasses.replace(c.state, status=EXITED, pid=0, exit_code=code, oom_killed=oom,
-                                          finished_at=rfc3339(fin))
+            finished = rfc3339(fin)
+            ran = restartpolicy.parse_rfc3339(finished) - restartpolicy.parse_rfc3339(c.state.started_at)
+            again, delay = restartpolicy.decide(c.host_config.get("RestartPolicy"), code, c.manually_stopped, ran,
+                                                c.restart_count, self._restart_delay.get(cid, 0.0))
+            if again:
+                c.restart_count += 1
+                self._restart_delay[cid] = delay
+            c.state = dataclasses.replace(c.state, status=RESTARTING if again else EXITED, pid=0, exit_code=code,
+                                          oom_killed=oom, finished_at=finished)
             await asyncio.to_thread(self._db.update_container, c)  # commit point
+            if oom:
+                self._cev(c, "oom")
+            self._cev(c, "die", exitCode=code, execDuration=max(0, int(ran)))
+            self._network_events(c, "disconnect", networks)
             if self._rotator:
                 self._rotator.untrack(cid)
             ev = self._exited.pop(cid, None)
             if ev:
                 ev.set()
-            for fut in self._exit_waiters.pop(cid, []):
+            for fut in self._exit_waiters.pop(cid, []) + ([] if again else self._stop_waiters.pop(cid, [])):
                 if not fut.done():
                     fut.set_result(code)
             self._finish_sessions(cid)
+            if again:
+                self._schedule_restart(cid, delay)
         if c.host_config.get("AutoRemove"):
             try:
                 await self.remove(cid, force=False, volumes=True)
@@ -564,23 +606,30 @@ class Engine:
         c = self.get(ref)
         if not c.state.running:
             raise errdefs.NotModified(f"container {c.id} is not running")
+        await self._mark_stopped_by_user(c)
+        if await self._cancel_restart(c):
+            return
         sig = ocispec.parse_signal(signal) if signal not in (None, "") else ocispec.stop_signal(c.config)
         if timeout is None:
             timeout = c.config.get("StopTimeout")
             timeout = 10 if timeout is None else timeout
+        await self._thaw(c)  # a frozen process cannot act on the stop signal
+        self._cev(c, "kill", signal=int(sig))
         try:
             await asyncio.to_thread(self.runtime.kill, c.id, sig, False)
         except errdefs.DockyardError:
             pass  # already exiting; the kill below or the exit handler settles it
-        if await self._wait_exited(c, None if timeout < 0 else timeout):
-            return
-        await self._kill_and_wait(c)
+        if not await self._wait_exited(c, None if timeout < 0 else timeout):
+            await self._kill_and_wait(c)
+        self._cev(c, "stop")
 
     async def _kill_and_wait(self, c: Container):
+        self._cev(c, "kill", signal=int(_signal.SIGKILL))
         try:
             await asyncio.to_thread(self.runtime.kill, c.id, _signal.SIGKILL, True)
         except errdefs.DockyardError:
             pass
+        await self._thaw(c)  # SIGKILL first: thawed, the processes die instead of running on
         if not await self._wait_exited(c, 30):
             raise errdefs.Internal(f"container {c.id} did not exit after SIGKILL")
 
@@ -589,15 +638,131 @@ class Engine:
         sig = ocispec.parse_signal(signal if signal not in (None, "") else "KILL")
         if not c.state.running:
             raise errdefs.Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        await self._mark_stopped_by_user(c)
+        if await self._cancel_restart(c):
+            return  # nothing runs while it waits to restart: cancelling is the whole kill
+        self._cev(c, "kill", signal=int(sig))
         await asyncio.to_thread(self.runtime.kill, c.id, sig, sig == _signal.SIGKILL)
+        await self._thaw(c)  # the signal is pending; thawed, the process acts on it
         if sig == _signal.SIGKILL:
             await self._wait_exited(c, 30)
+
+    # ---- events (engine/events.py) ----------------------------------------------------------
+    def emit_event(self, type_: str, action: str, actor_id: str, attributes: dict | None = None) -> dict:
+        """Record an event (for the API layer's own operations, e.g. image pull)."""
+        return self.events.emit(type_, action, actor_id, attributes)
+
+    def _cev(self, c: Container, action: str, **extra):
+        """A container event: its labels, image and name, then the action's own attributes."""
+        attrs = dict(c.config.get("Labels") or {})
+        attrs.update(image=c.image, name=c.name.lstrip("/"), **extra)
+        self.events.emit("container", action, c.id, attrs)
+
+    def _network_events(self, c: Container, action: str, networks: dict):
+        for name, ep in (networks or {}).items():
+            self.events.emit("network", action, ep.get("NetworkID") or name,
+                             {"container": c.id, "name": name, "type": "bridge"})
+
+    # ---- restart policies (decisions in engine/restart.py) -----------------------------------
+    def _schedule_restart(self, cid: str, delay: float):
+        t = asyncio.get_running_loop().create_task(self._restart_later(cid, delay))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        self._restart_tasks[cid] = t
+
+    async def _restart_later(self, cid: str, delay: float):
+        await asyncio.sleep(delay)
+        # From here on the restart is not cancelled (stop waits for it instead): a start
+        # interrupted halfway would leave a half-made container.
+        self._restart_tasks.pop(cid, None)
+        c = self._containers.get(cid)
+        if c is None or c.state.status != RESTARTING:
+            return
+        try:
+            await self._start(c, restarting=True)
+        except errdefs.DockyardError:
+            async with self._locks[cid]:  # as Docker: a failed restart leaves it exited, no retry
+                if c.state.status == RESTARTING:
+                    c.state.status = EXITED
+                    await asyncio.to_thread(self._db.update_container, c)
+                    for fut in self._stop_waiters.pop(cid, []):
+                        if not fut.done():
+                            fut.set_result(c.state.exit_code)
+
+    async def _cancel_restart(self, c: Container) -> bool:
+        """Stop a pending restart; True if the container is now exited because of it."""
+        t = self._restart_tasks.pop(c.id, None)
+        if t:
+            t.cancel()
+        async with self._locks[c.id]:
+            if c.state.status != RESTARTING:
+                return False
+            c.state.status = EXITED
+            await asyncio.to_thread(self._db.update_container, c)
+            for fut in self._stop_waiters.pop(c.id, []):
+                if not fut.done():
+                    fut.set_result(c.state.exit_code)
+            return True
+
+    async def _mark_stopped_by_user(self, c: Container):
+        if not c.manually_stopped:
+            c.manually_stopped = True
+            await asyncio.to_thread(self._db.update_container, c)
+
+    def _restart_on_boot(self):
+        """After reconcile: containers that were waiting to restart, and those Docker starts with
+        the daemon (always; unless-stopped unless the user stopped it)."""
+        for c in self._containers.values():
+            policy = c.host_config.get("RestartPolicy")
+            if c.state.status == RESTARTING:
+                self._schedule_restart(c.id, restartpolicy.FIRST_DELAY)
+            elif c.state.status == EXITED and restartpolicy.start_on_boot(policy, c.manually_stopped):
+                c.state.status = RESTARTING
+                self._db.update_container(c)
+                self._schedule_restart(c.id, 0)
+
+    # ---- pause / unpause ---------------------------------------------------------------------
+    async def pause(self, ref: str):
+        c = self.get(ref)
+        async with self._locks[c.id]:
+            if c.state.status == PAUSED:
+                raise errdefs.Conflict(f"Container {c.id} is already paused")
+            if c.state.status != RUNNING:
+                raise errdefs.Conflict(f"Container {c.id} is not running")
+            await asyncio.to_thread(self.runtime.pause, c.id)
+            c.state.status = PAUSED
+            await asyncio.to_thread(self._db.update_container, c)
+            self._cev(c, "pause")
+
+    async def unpause(self, ref: str):
+        c = self.get(ref)
+        async with self._locks[c.id]:
+            if c.state.status != PAUSED:
+                raise errdefs.Conflict(f"Container {c.id} is not paused")
+            await asyncio.to_thread(self.runtime.resume, c.id)
+            c.state.status = RUNNING
+            await asyncio.to_thread(self._db.update_container, c)
+            self._cev(c, "unpause")
+
+    async def _thaw(self, c: Container):
+        """Unfreeze a paused container that is being stopped or killed (no lock: the exit handler
+        may need it; a lost race only means the container already left the paused state)."""
+        if c.state.status != PAUSED:
+            return
+        try:
+            await asyncio.to_thread(self.runtime.resume, c.id)
+        except errdefs.DockyardError:
+            pass  # exited meanwhile, or thawed by the runtime's delete
+        if c.state.status == PAUSED:
+            c.state.status = RUNNING
+            await asyncio.to_thread(self._db.update_container, c)
 
     async def restart(self, ref: str, timeout: int | None = None):
         c = self.get(ref)
         if c.state.running:
             await self.stop(c.id, timeout)
         await self.start(c.id)
+        self._cev(c, "restart")
 
     async def wait(self, ref: str, condition: str = "not-running") -> int:
         c = self.get(ref)
@@ -605,7 +770,7 @@ class Engine:
         if condition in ("", None, "not-running"):
             if not c.state.running:
                 return c.state.exit_code
-            waiters = self._exit_waiters
+            waiters = self._stop_waiters
         elif condition == "next-exit":
             waiters = self._exit_waiters
         elif condition == "removed":
@@ -630,6 +795,8 @@ class Engine:
                 raise errdefs.Conflict(
                     f"cannot remove container \"{c.name}\": container is running: stop the container "
                     f"before removing or force remove")
+            await self._mark_stopped_by_user(c)  # or its restart policy would bring it back
+            await self._cancel_restart(c)
             await self._kill_and_wait(c)
         async with self._locks[c.id]:
             if c.id not in self._containers:
@@ -645,16 +812,20 @@ class Engine:
         await asyncio.to_thread(self._teardown, c)
         await asyncio.to_thread(self.images.remove_rootfs, c.id)
         await asyncio.to_thread(self._db.delete_container, c.id)  # commit point
+        self._cev(c, "destroy")
         self._containers.pop(c.id, None)
+        self._drop_execs(c.id)
         await asyncio.to_thread(self._remove_bundle, c.bundle, c.id)
         if volumes:
             for m in c.mount_plan:
                 if m["Type"] == "volume" and m.get("Anonymous") and not self._volume_users(m["Name"]):
                     try:
                         self.volumes.remove(m["Name"])
+                        self.events.emit("volume", "destroy", m["Name"], {"driver": "local"})
                     except errdefs.NotFound:
                         pass
-        for fut in self._exit_waiters.pop(c.id, []) + self._removed_waiters.pop(c.id, []):
+        for fut in (self._exit_waiters.pop(c.id, []) + self._stop_waiters.pop(c.id, [])
+                    + self._removed_waiters.pop(c.id, [])):
             if not fut.done():
                 fut.set_result(c.state.exit_code)
 
@@ -675,6 +846,7 @@ class Engine:
             except errdefs.AlreadyExists:
                 c.name = old
                 raise
+            self._cev(c, "rename", oldName=old)
 
     # ---- logs / attach ----------------------------------------------------------------------
     def logs(self, ref, stdout=True, stderr=True, follow=False, since_ns=0, until_ns=0, tail=-1):
@@ -691,6 +863,7 @@ class Engine:
             async for e in read_logs(c, self, stdout, stderr, False, 0, 0, -1):
                 backlog.append((e.stream, e.data))
         s = Session(stdin and bool(c.config.get("OpenStdin")), stdout, stderr, backlog)
+        self._cev(c, "attach")
         if not stream:
             s.finish()
             return s
@@ -728,7 +901,9 @@ class Engine:
                 if any(m["Type"] == "volume" and m["Name"] == name for m in c.mount_plan)]
 
     async def create_volume(self, name=None, driver="local", driver_opts=None, labels=None):
-        return await asyncio.to_thread(self.volumes.create, name, driver, driver_opts, labels)
+        v = await asyncio.to_thread(self.volumes.create, name, driver, driver_opts, labels)
+        self.events.emit("volume", "create", v.name, {"driver": v.driver})
+        return v
 
     def get_volume(self, name: str):
         return self.volumes.get(name)
@@ -756,6 +931,7 @@ class Engine:
         if users:
             raise errdefs.Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         await asyncio.to_thread(self.volumes.remove, name)
+        self.events.emit("volume", "destroy", name, {"driver": "local"})
 
     async def prune_volumes(self, all: bool = False, filters: dict | None = None):  # noqa: A002
         deleted, reclaimed = [], 0
@@ -764,6 +940,7 @@ class Engine:
                 continue  # Docker prunes only anonymous volumes unless all=true
             size = await asyncio.to_thread(self.volumes.size, v.name)
             await asyncio.to_thread(self.volumes.remove, v.name)
+            self.events.emit("volume", "destroy", v.name, {"driver": v.driver})
             deleted.append(v.name)
             reclaimed += size
         return deleted, reclaimed
@@ -779,6 +956,7 @@ class Engine:
         n = await asyncio.to_thread(self._nm().create_network, name, driver or "bridge", subnet, gateway,
                                     ip_range, internal, labels, options)
         await self.dns.sync()
+        self.events.emit("network", "create", n.id, {"name": n.name, "type": n.driver})
         return n
 
     async def list_networks(self):
@@ -791,8 +969,10 @@ class Engine:
         return await asyncio.to_thread(self._nm().endpoints, None, ref)
 
     async def remove_network(self, ref: str):
+        n = await self.get_network(ref)
         await asyncio.to_thread(self._nm().remove_network, ref)
         await self.dns.sync()
+        self.events.emit("network", "destroy", n.id, {"name": n.name, "type": n.driver})
 
     async def prune_networks(self, filters: dict | None = None) -> list[str]:
         """Remove unused user networks (``label`` filters as Docker's: K, K=V, label!=...)."""
@@ -841,6 +1021,7 @@ class Engine:
             eps[n.name] = cfg
             c.networking_config = dict(c.networking_config, EndpointsConfig=eps)
             await asyncio.to_thread(self._db.update_container, c)
+            self.events.emit("network", "connect", n.id, {"container": c.id, "name": n.name, "type": n.driver})
 
     async def disconnect_network(self, net_ref: str, ref: str, force: bool = False):
         c = self.get(ref)
@@ -861,6 +1042,7 @@ class Engine:
                 # The mode network is gone: the next one (or none) takes its place, as in Docker.
                 c.host_config["NetworkMode"] = next(iter(eps), "none")
             await asyncio.to_thread(self._db.update_container, c)
+            self.events.emit("network", "disconnect", n.id, {"container": c.id, "name": n.name, "type": n.driver})
 
     # ---- images (container-aware wrappers) --------------------------------------------------
     def _images_in_use(self) -> set[str]:
@@ -868,6 +1050,15 @@ class Engine:
 
     async def remove_image(self, ref: str, force: bool = False, noprune: bool = False):
         image = await asyncio.to_thread(self.images.resolve, ref)
+        res = await self._remove_image(image, ref, force, noprune)
+        for item in res or ():
+            if "Untagged" in item:
+                self.events.emit("image", "untag", image.id, {"name": item["Untagged"]})
+            elif "Deleted" in item:
+                self.events.emit("image", "delete", item["Deleted"], {"name": item["Deleted"]})
+        return res
+
+    async def _remove_image(self, image, ref: str, force: bool, noprune: bool):
         users = [c for c in self._containers.values() if c.image_id == image.id]
         ref_is_id = ref.removeprefix("sha256:") and image.id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:"))
         if users and (ref_is_id or len(image.repo_tags) <= 1):

@@ -34,6 +34,11 @@ never fork a Python child: conmon and the runtime are exec'd):
     rt.delete(cid, force=False)        # removes runtime state, cgroup, conmon dirs
     rt.list() -> list[str]             # cids that have state (for reconcile after restart)
     rt.cgroup(cid) -> cgroups.Cgroup   # stats / freezer later
+    rt.pause(cid) / rt.resume(cid)     # freeze / thaw all its processes (Conflict if not running/paused)
+    rt.exec(cid, eid, process, terminal=False, stdin=False, attach=True) -> (pid, monitor_pid, sock|None)
+        # one more process in the running container through its own conmon (--exec); with attach,
+        # ``sock`` is its attach socket, connected before the process execs
+    rt.exec_exit_code(cid, eid) -> int|None ; rt.exec_resize(cid, eid, h, w) ; rt.exec_remove(cid, eid)
 
 Log file format is conmon's k8s-file: '<RFC3339Nano> <stdout|stderr> <P|F> <bytes>\\n' per chunk
 (P = partial line, F = full line). ``dockyard.runtime.logfile`` parses it.

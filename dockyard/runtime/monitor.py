@@ -82,6 +82,7 @@ class Runtime:
         self.oci_root = os.path.join(self.state_root, "oci")
         self.sockets = os.path.join(self.state_root, "sockets")
         self.containers = os.path.join(self.state_root, "containers")
+        self._exec_sync: dict[str, int] = {}  # exec ID -> read end of its conmon's sync pipe
 
     # ---- paths and metadata ----
 
@@ -205,6 +206,13 @@ class Runtime:
         if self.exit_status(cid) is not None:
             raise errdefs.Conflict(f"container {cid} is not running")
         self._run(meta, "kill", *(["--all"] if all_processes else []), cid, str(int(sig)))
+
+    def pause(self, cid: str) -> None:
+        """Freeze every process of the container (cgroup freezer, through the runtime)."""
+        self._run(self._meta(cid), "pause", cid)
+
+    def resume(self, cid: str) -> None:
+        self._run(self._meta(cid), "resume", cid)
 
     def exit_status(self, cid: str) -> ExitStatus | None:
         cdir = self._dir(cid)
@@ -340,11 +348,144 @@ class Runtime:
                 os.unlink(os.path.join(meta["bundle"], name))
             except FileNotFoundError:
                 pass
+        # Exec sessions' socket links too (conmon removes its own, unless it died first).
         try:
-            os.unlink(os.path.join(self.sockets, cid))
+            eids = os.listdir(os.path.join(self._dir(cid), "execs"))
+        except FileNotFoundError:
+            eids = []
+        for name in [cid] + eids:
+            try:
+                os.unlink(os.path.join(self.sockets, name))
+            except FileNotFoundError:
+                pass
+        shutil.rmtree(self._dir(cid), ignore_errors=True)
+
+    # ---- exec sessions ----
+    # An exec gets its own conmon (``--exec``), which runs ``<runtime> exec --process FILE -d`` and
+    # then monitors the new process like a container's init: stdio, attach socket, exit file. Its
+    # files live in containers/<cid>/execs/<eid>/ (conmon's bundle for it: attach, ctl, winsz),
+    # so deleting the container's runtime state takes its execs' along.
+
+    def _exec_dir(self, cid: str, eid: str) -> str:
+        if not _CID.match(eid or ""):
+            raise errdefs.InvalidArgument(f"invalid exec ID {eid!r}")
+        return os.path.join(self._dir(cid), "execs", eid)
+
+    def exec(self, cid: str, eid: str, process: dict, terminal: bool = False, stdin: bool = False,
+             attach: bool = True) -> tuple[int, int, socket.socket | None]:
+        """Run ``process`` (an OCI process object) in the running container ``cid``.
+
+        Returns (pid, conmon pid, attach socket or None). With ``attach`` the socket is connected
+        before the process execs (conmon's start pipe holds the runtime back until then), so no
+        output is lost. Failures raise the runtime's message and leave no exec state behind.
+        """
+        meta = self._meta(cid)
+        if self.exit_status(cid) is not None:
+            raise errdefs.Conflict(f"container {cid} is not running")
+        edir = self._exec_dir(cid, eid)
+        os.makedirs(os.path.join(edir, "exits"), mode=0o700)
+        pipes = []
+        try:
+            spec = os.path.join(edir, "process.json")
+            with open(spec, "w") as f:
+                json.dump(process, f)
+            argv = [self.conmon, "--api-version", "1", "-c", cid, "-u", eid, "-n", cid, "-r", meta["runtime"],
+                    "-b", edir, "-p", os.path.join(edir, "pidfile"), "-P", os.path.join(edir, "conmon.pid"),
+                    "--exit-dir", os.path.join(edir, "exits"), "--socket-dir-path", self.sockets,
+                    "--runtime-arg", "--root", "--runtime-arg", self.oci_root,
+                    # Docker keeps no exec output; the file only exists because conmon needs one.
+                    "-l", "k8s-file:" + os.path.join(edir, "exec.log"), "--log-size-max", str(1 << 20),
+                    "-e", "--exec-process-spec", spec]
+            argv += ["-t"] if terminal else []
+            argv += ["-i"] if stdin else []
+            sync_r, sync_w = os.pipe()
+            pipes += [sync_r, sync_w]
+            env = dict(os.environ, _OCI_SYNCPIPE=str(sync_w))
+            keep = [sync_w]
+            if attach:
+                argv.append("--exec-attach")
+                att_r, att_w = os.pipe()
+                start_r, start_w = os.pipe()
+                pipes += [att_r, att_w, start_r, start_w]
+                env.update(_OCI_ATTACHPIPE=str(att_w), _OCI_STARTPIPE=str(start_r))
+                keep += [att_w, start_r]
+                # conmon reads the start pipe once before it forks (a chance to move it into a
+                # cgroup), and once more, in the runtime's child, before exec: the first now.
+                os.write(start_w, b"0\n")
+            proc = subprocess.Popen(argv, env=env, cwd=edir, pass_fds=keep, close_fds=True, start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for fd in keep:
+                pipes.remove(fd)
+                os.close(fd)
+            early_err = proc.communicate(timeout=_CREATE_TIMEOUT)[1].decode(errors="replace")
+            sock = None
+            if attach:
+                if not _read_line(att_r, _CREATE_TIMEOUT):
+                    raise errdefs.Internal(f"conmon failed: {early_err.strip() or 'no attach socket'}")
+                sock = self._connect(os.path.join(self.sockets, eid))
+                os.write(start_w, b"0\n")
+            answer = _read_one_line(sync_r, _CREATE_TIMEOUT)
+            try:
+                pid = int(json.loads(answer)["data"])
+            except (ValueError, KeyError, TypeError):
+                raise errdefs.Internal(f"conmon failed: {early_err.strip() or answer[:200]!r}") from None
+            if pid <= 0:
+                if sock:
+                    sock.close()
+                raise _error_for(runtime_message(json.loads(answer).get("message") or ""))
+            # The read end stays open until the exec is removed: conmon writes the exit code to
+            # it too, and a closed pipe would kill it with SIGPIPE before it cleans up.
+            pipes.remove(sync_r)
+            self._exec_sync[eid] = sync_r
+            with open(os.path.join(edir, "conmon.pid")) as f:
+                monitor = int(f.read().strip())
+            return pid, monitor, sock
+        except BaseException:
+            self.exec_remove(cid, eid)
+            raise
+        finally:
+            for fd in pipes:
+                os.close(fd)
+
+    def _connect(self, sockdir: str) -> socket.socket:
+        # Through an O_PATH fd of the directory: the full path may exceed sun_path's 108 bytes.
+        dfd = os.open(sockdir, os.O_PATH)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            s.connect(f"/proc/self/fd/{dfd}/attach")
+        except OSError as e:
+            s.close()
+            raise errdefs.Internal(f"cannot attach to exec: {e.strerror}") from e
+        finally:
+            os.close(dfd)
+        return s
+
+    def exec_exit_code(self, cid: str, eid: str) -> int | None:
+        """The exec's exit code once conmon recorded it (128+N for signal N), else None."""
+        return _read_exit_file(os.path.join(self._exec_dir(cid, eid), "exits", cid))
+
+    def exec_resize(self, cid: str, eid: str, height: int, width: int) -> None:
+        if not (0 <= height <= 1000 and 0 <= width <= 1000):
+            raise errdefs.InvalidArgument(f"terminal size {height}x{width} out of range 0..1000")
+        try:
+            fd = os.open(os.path.join(self._exec_dir(cid, eid), "ctl"), os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            raise errdefs.Conflict(f"exec {eid} is not running ({e.strerror})") from e
+        try:
+            os.write(fd, f"1 {int(height)} {int(width)}\n".encode())
+        finally:
+            os.close(fd)
+
+    def exec_remove(self, cid: str, eid: str) -> None:
+        """Forget an exec's files (its process is gone or goes with the container)."""
+        fd = self._exec_sync.pop(eid, None)
+        if fd is not None:
+            os.close(fd)
+        try:
+            os.unlink(os.path.join(self.sockets, eid))
         except FileNotFoundError:
             pass
-        shutil.rmtree(self._dir(cid), ignore_errors=True)
+        shutil.rmtree(self._exec_dir(cid, eid), ignore_errors=True)
 
     def list(self) -> list[str]:
         try:
@@ -365,6 +506,21 @@ def _read_line(fd: int, timeout: float) -> str:
         if left <= 0 or not select.select([fd], [], [], left)[0]:
             raise errdefs.Internal(f"no answer from conmon in {timeout:.0f} s")
         chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode(errors="replace").strip()
+
+
+def _read_one_line(fd: int, timeout: float) -> str:
+    """Like _read_line, but one line only: conmon may write the next message right behind it."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise errdefs.Internal(f"no answer from conmon in {timeout:.0f} s")
+        chunk = os.read(fd, 1)  # byte by byte: what follows the line stays in the pipe
         if not chunk:
             break
         buf += chunk
