@@ -297,13 +297,16 @@ def _denied(ref: reference.Reference, why: str = "") -> errdefs.NotFound:
                             f"require 'docker login'" + (f": {why}" if why else ""))
 
 
-def pull_work(store, ref: reference.Reference, all_tags: bool, platform, auth, insecure):
-    """The body of a pull thread: ``work(emit)`` for ``stream_transfer``."""
+def pull_work(store, ref: reference.Reference, all_tags: bool, platform, auth, insecure, on_pulled=None):
+    """The body of a pull thread: ``work(emit)`` for ``stream_transfer``. ``on_pulled(name)`` runs
+    after each tag arrived (the engine's ``image pull`` event)."""
     from dockyard.registry import client as regclient
 
     def one(r: reference.Reference, emit):
         try:
             regclient.pull(str(r), store, platform=platform, progress=emit, auth=auth, insecure=insecure)
+            if on_pulled:
+                on_pulled(r.familiar())
         except errdefs.Unavailable as e:
             # No registry to ask (offline, Docker Hub): an image we have is as fresh as we can know.
             try:
@@ -391,7 +394,10 @@ def setup(router: Router, eng) -> None:
         # moby: a bare name with no tag parameter means every tag of the repository.
         all_tags = parsed.tag is None and parsed.digest is None
         auth = registry_auth(req)
-        work = pull_work(store, parsed, all_tags, req.q("platform") or None, auth, insecure())
+        emit_event = getattr(eng, "emit_event", None)
+        work = pull_work(store, parsed, all_tags, req.q("platform") or None, auth, insecure(),
+                         on_pulled=(lambda name: emit_event("image", "pull", name, {"name": name}))
+                         if emit_event else None)
         return Stream(await stream_transfer(work, "Pulling from "))
 
     async def push(req: Request):

@@ -59,6 +59,7 @@ for name, cmd in {"run": containers.run, "create": containers.create, "start": c
                   "rm": containers.rm, "remove": containers.rm, "ls": containers.ps,
                   "list": containers.ps, "ps": containers.ps, "logs": containers.logs,
                   "wait": containers.wait, "rename": containers.rename, "top": containers.top,
+                  "exec": containers.exec_, "pause": containers.pause, "unpause": containers.unpause,
                   "inspect": system.inspect_command("container"),
                   "prune": container_prune}.items():
     container.add_command(cmd, name)

@@ -79,9 +79,23 @@ class EventLog:
     def __init__(self, size: int = RING_SIZE):
         self._ring: collections.deque = collections.deque(maxlen=size)
         self._subscribers: set[asyncio.Queue] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop subscribers wait on
 
     def emit(self, type_: str, action: str, actor_id: str, attributes: dict | None = None) -> dict:
+        """Record an event; callable from the event loop or from a worker thread (image store
+        calls and pulls run in threads, and asyncio queues may only be fed from their loop)."""
         ev = make_event(type_, action, actor_id, attributes)
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if self._loop is not None and here is not self._loop and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._publish, ev)
+        else:
+            self._publish(ev)
+        return ev
+
+    def _publish(self, ev: dict) -> None:
         self._ring.append(ev)
         for q in list(self._subscribers):
             if q.qsize() >= _BACKLOG_MAX:
@@ -95,6 +109,7 @@ class EventLog:
         """Past events in the window, then live ones; ends at ``until_ns`` (never without it)."""
         filters = filters or {}
         check_filters(filters)
+        self._loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
         live = not until_ns or until_ns > time.time_ns()
         if live:
