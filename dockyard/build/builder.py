@@ -2,14 +2,23 @@
 
 Every step makes one image on top of the previous one, as Docker's legacy builder does:
   * RUN     a real container (engine.create_container/attach/start/wait), its upper dir committed
-            with ImageStore.commit (whiteouts for deletions), then the container removed;
+            with ImageStore.commit (whiteouts for deletions), then the container removed.
+            Heredocs follow BuildKit (``_run_command``). ``--mount`` becomes HostConfig Mounts/
+            Tmpfs: cache = a persistent dir ``<data-root>/build/cache-mounts/<id>`` (flock for
+            ``sharing``), bind = a context path (a throwaway copy when rw) or a path in an
+            overlay of a stage/image mounted here, tmpfs = a tmpfs; secret/ssh are refused.
+            Mount points the image lacked (also for the engine's /etc/hosts, hostname,
+            resolv.conf) are removed from the upper dir before the commit, as BuildKit removes
+            its stubs, so neither the mounts nor their stubs reach the layer;
   * COPY/ADD/WORKDIR  a rootfs prepared from the step's parent image (prepare_rootfs), mounted
             here, the files written into it through ``safepath`` (nothing from outside the
             context, no symlink escape in the context or in the image), committed, dropped;
+            heredoc sources (``COPY <<EOF /f``) are files written to a temp dir first (0644);
   * metadata steps (ENV, CMD, LABEL...)  the same commit with an empty upper dir, which the store
             records as ``empty_layer: true``.
 A step is looked up in the BuildCache first (parent image, expanded text, build args it sees, hash
-of the files it reads). A failed build removes the images it made and their cache entries, so it
+of the files it reads, a RUN's mount specs and what its bind mounts read; never a cache mount's
+contents). A failed build removes the images it made and their cache entries, so it
 leaves nothing half-made; each container and rootfs it makes is removed in a ``finally``.
 Output goes to ``emit(text)`` line by line in ``docker build``'s words.
 """
@@ -17,7 +26,11 @@ Output goes to ``emit(text)`` line by line in ``docker build``'s words.
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
+import fcntl
+import hashlib
 import io
+import itertools
 import json
 import os
 import posixpath
@@ -34,6 +47,12 @@ from dockyard.build.cache import BuildCache, hash_tree, step_key
 from dockyard.images import archive
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+# where a RUN heredoc with a shebang is mounted as an executable file (BuildKit's place; /dev is a
+# tmpfs in the container, so the mount point never reaches the layer)
+_PIPES = "/dev/pipes"
+# files the engine bind-mounts into every container; an image without them gets empty stubs made
+# for the mounts, which Docker keeps out of commits (its "init" layer) and so do we
+_ENGINE_FILES = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # ARGs Docker defines without a declaration; they never count as "not consumed"
 _BUILTIN_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -59,6 +78,46 @@ def _mount_overlay(mounts, target: str) -> None:
 
 def _unmount(target: str) -> None:
     _libc.umount2(target.encode(), _MNT_DETACH)
+
+
+def _open_lock(path: str) -> int:
+    """The lock file of a cache mount dir (BuildCache.prune takes the same lock)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _create_cache_dir(path: str, m) -> None:
+    """Make a cache mount dir once: uid/gid/mode apply at creation, as in BuildKit. Made under a
+    temp name and renamed, so it is never seen half-made (two shared users may race here)."""
+    if os.path.isdir(path):
+        return
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".new-")
+    os.chown(tmp, m.uid or 0, m.gid or 0)
+    os.chmod(tmp, 0o755 if m.mode is None else m.mode)
+    try:
+        os.rename(tmp, path)
+    except OSError:  # made meanwhile by a concurrent build
+        os.rmdir(tmp)
+
+
+def _missing_paths(root: str, target: str) -> list[str]:
+    """``target`` and its ancestors that do not exist beneath ``root``, shallowest first."""
+    parts = [p for p in target.split("/") if p]
+    for i in range(1, len(parts) + 1):
+        path = "/" + "/".join(parts[:i])
+        try:
+            os.close(safepath.open_beneath(root, path, os.O_PATH))
+        except OSError:
+            return ["/" + "/".join(parts[:j]) for j in range(i, len(parts) + 1)]
+    return []
+
+
+def _opaque(path: str) -> bool:
+    """Whether an overlay upper directory hides what is below it (rm -rf + mkdir in the RUN)."""
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 def _nop(text: str, one_space: bool = False) -> str:
@@ -315,7 +374,7 @@ class Builder:
     async def _dispatch(self, inst, scope) -> None:
         cmd = inst.cmd
         if cmd == "RUN":
-            return await self._run(inst)
+            return await self._run(inst, scope)
         if cmd in ("COPY", "ADD"):
             return await self._copy(inst, scope)
         words = inst.expanded(scope)
@@ -406,20 +465,97 @@ class Builder:
 
     # -- RUN ---------------------------------------------------------------------------------------
 
-    async def _run(self, inst) -> None:
-        if inst.heredocs or inst.mounts:
-            raise inst.error("RUN heredocs and --mount need BuildKit; this builder does not support them")
-        shell = self.cfg.get("Shell") or DEFAULT_SHELL
-        command = list(inst.args) if inst.json else shell + list(inst.args)
+    async def _run(self, inst, scope) -> None:
+        command, script = self._run_command(inst)
+        mounts = self._run_mounts(inst, scope)
+        inputs = [await self._bind_input(inst, m) for m in mounts]
         args = dict(sorted(self.args.items()))
         self.used_args |= set(args)
         created = " ".join(command)
         if args:  # the legacy builder records the build args a RUN saw in its history
             created = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args.items()) + " " + created
+        # the mount specs (and what a bind mount reads) decide the result, a cache mount's
+        # contents do not: BuildKit keys a step the same way
+        sources = ""
+        if mounts:
+            sources = json.dumps([[*dataclasses.astuple(m), key] for m, (_, key) in zip(mounts, inputs)])
+        if script is not None:
+            sources += script  # the argv only names the script file; its text is the step
         await self._cached("RUN " + created + json.dumps(self.cfg, sort_keys=True),
-                           lambda: self._run_container(inst, command, args, created), args)
+                           lambda: self._run_container(command, args, created, mounts, inputs, script),
+                           args, sources)
 
-    async def _run_container(self, inst, command, args, created) -> str:
+    def _run_command(self, inst) -> tuple[list[str], str | None]:
+        """The argv of a RUN, and the text of a script to run as a file, if any.
+
+        Heredocs follow BuildKit: a command that is nothing but one heredoc runs its body with the
+        shell, or as an executable file (mounted under /dev/pipes) when the body starts with
+        ``#!``; any other command line goes to the shell followed by the heredoc bodies and their
+        terminators, so the shell itself feeds them (``<<EOF cat >f``, ``python3 <<EOF``, several
+        on one line; a quoted name keeps the shell from expanding the body)."""
+        shell = self.cfg.get("Shell") or DEFAULT_SHELL
+        if inst.json:
+            return list(inst.args), None
+        text = inst.args[0]
+        if not inst.heredocs:
+            return shell + [text], None
+        (first, *more) = inst.heredocs
+        if not more and re.fullmatch(r"\s*<<-?\s*(['\"]?)" + re.escape(first.name) + r"\1\s*", text):
+            if first.content.startswith("#!"):
+                name = re.sub(r"[^A-Za-z0-9_.-]", "_", first.name).lstrip(".") or "script"
+                return [f"{_PIPES}/{name}"], first.content
+            return shell + [first.content], None
+        return shell + [text + "\n" + "".join(h.content + h.name + "\n" for h in inst.heredocs)], None
+
+    def _run_mounts(self, inst, scope) -> list:
+        """The ``--mount`` options, expanded, checked, with targets made absolute."""
+        out, seen = [], set()
+        for value in inst.flags.get("mount", []):
+            try:
+                m = dockerfile.parse_mount(value, scope, inst.escape)
+            except dockerfile.DockerfileError as e:
+                raise inst.error(f"RUN: {e.reason}") from None
+            if m.type in ("secret", "ssh"):
+                raise inst.error(f"RUN --mount=type={m.type} is not supported by this builder "
+                                 f"(it has no {m.type} store to mount from)")
+            if m.type not in ("bind", "cache", "tmpfs"):
+                raise inst.error(f"RUN --mount={value}: unsupported mount type {m.type!r}")
+            target = posixpath.normpath(posixpath.join(self.cfg.get("WorkingDir") or "/", m.target))
+            if target == "/" or target in seen or target == _PIPES:
+                raise inst.error(f"RUN --mount={value}: target {target} can't be mounted on "
+                                 "(the root, or already a mount of this step)")
+            seen.add(target)
+            if m.type == "cache" and m.from_:
+                raise inst.error(f"RUN --mount={value}: a cache mount seeded from= is not supported by this builder")
+            if m.type == "tmpfs" and m.size and not re.fullmatch(r"\d+[kmgKMG]?", m.size):
+                raise inst.error(f"RUN --mount={value}: size must be bytes with an optional k, m or g suffix")
+            out.append(dataclasses.replace(m, target=target))
+        return out
+
+    async def _bind_input(self, inst, m) -> tuple[str | None, str]:
+        """What a bind mount reads: (image ID or None for the context, its cache key part)."""
+        if m.type != "bind":
+            return None, ""
+        rel = posixpath.normpath("/" + (m.source or "")).lstrip("/")
+        if not m.from_:
+            def digest():
+                host = safepath.resolve(self.context, rel)
+                if not os.path.lexists(host):
+                    raise inst.error(f"RUN --mount: source {m.source!r} not found in the build context")
+                base = os.path.realpath(self.context)
+                return hash_tree(base, os.path.relpath(host, base))
+            return None, await asyncio.to_thread(digest)
+        index = dockerfile.resolve_stage_ref(self.df, m.from_)
+        if index is not None:
+            image = self._stage_result(inst, index)
+        else:
+            try:
+                image = (await asyncio.to_thread(self.store.resolve, m.from_)).id
+            except errdefs.NotFound as e:
+                raise inst.error(f"RUN --mount from={m.from_}: {e}") from None
+        return image, image
+
+    async def _run_container(self, command, args, created, mounts, inputs, script) -> str:
         env = list(self.cfg.get("Env") or [])
         names = {e.partition("=")[0] for e in env}
         env += [f"{k}={v}" for k, v in args.items() if k not in names]
@@ -427,33 +563,179 @@ class Builder:
                   "User": self.cfg.get("User") or "", "WorkingDir": self.cfg.get("WorkingDir") or "",
                   "AttachStdout": True, "AttachStderr": True,
                   "Labels": {}, "Volumes": None}
-        cid, _ = await self.eng.create_container(None, config, {"NetworkMode": self.network_mode}, {})
-        try:
-            self.emit(f" ---> Running in {cid[:12]}\n")
-            session = await self.eng.attach(cid, stdin=False, stdout=True, stderr=True, stream=True)
+        host_config = {"NetworkMode": self.network_mode}
+        async with contextlib.AsyncExitStack() as stack:
+            binds, tmpfs = [], {}
+            for m, (image, _) in zip(mounts, inputs):
+                if m.type == "tmpfs":
+                    opts = ([f"size={m.size}"] if m.size else []) + ["exec", "nosuid", "nodev"]
+                    tmpfs[m.target] = ",".join(opts + (["ro"] if m.readonly else []))
+                    continue
+                if m.type == "cache":
+                    source = await self._cache_dir(stack, m)
+                elif image:
+                    source = await self._image_source(stack, m, image)
+                else:
+                    source = await asyncio.to_thread(self._context_source, stack, m)
+                binds.append({"Type": "bind", "Source": source, "Target": m.target, "ReadOnly": m.readonly})
+            if script is not None:
+                source = await asyncio.to_thread(self._script_dir, stack, command[0], script)
+                binds.append({"Type": "bind", "Source": source, "Target": _PIPES, "ReadOnly": True})
+            if binds:
+                host_config["Mounts"] = binds
+            if tmpfs:
+                host_config["Tmpfs"] = tmpfs
+            stubs, parents = await self._mount_stubs([m.target for m in mounts] + _ENGINE_FILES)
+            cid, _ = await self.eng.create_container(None, config, host_config, {})
             try:
-                await self.eng.start(cid)
-                async for _stream, data in session.output():
-                    self.emit(data.decode("utf-8", "replace"))
+                self.emit(f" ---> Running in {cid[:12]}\n")
+                session = await self.eng.attach(cid, stdin=False, stdout=True, stderr=True, stream=True)
+                try:
+                    await self.eng.start(cid)
+                    async for _stream, data in session.output():
+                        self.emit(data.decode("utf-8", "replace"))
+                finally:
+                    await session.close()
+                code = await self.eng.wait(cid)
+                if code != 0:
+                    raise BuildError(f"The command '{' '.join(command)}' returned a non-zero code: {code}", code)
+                if stubs:  # before the commit: they must not be part of the layer
+                    await asyncio.to_thread(self._remove_stubs, cid, stubs, parents)
+                cfg = json.loads(json.dumps(self.cfg))
+                img = await asyncio.to_thread(self.store.commit, cid, cfg, None, (), "", "", created)
             finally:
-                await session.close()
-            code = await self.eng.wait(cid)
-            if code != 0:
-                raise BuildError(f"The command '{' '.join(command)}' returned a non-zero code: {code}", code)
-            cfg = json.loads(json.dumps(self.cfg))
-            img = await asyncio.to_thread(self.store.commit, cid, cfg, None, (), "", "", created)
-        finally:
-            with contextlib.suppress(errdefs.DockyardError):
-                await self.eng.remove(cid, force=True, volumes=True)
-            self.emit(f" ---> Removed intermediate container {cid[:12]}\n")
+                with contextlib.suppress(errdefs.DockyardError):
+                    await self.eng.remove(cid, force=True, volumes=True)
+                self.emit(f" ---> Removed intermediate container {cid[:12]}\n")
         return img.id
+
+    # RUN --mount sources. Each registers its own cleanup on ``stack``, which unwinds after the
+    # RUN container is gone.
+
+    async def _cache_dir(self, stack, m) -> str:
+        """The persistent directory of a cache mount: ``<data-root>/build/cache-mounts/<name>``,
+        named by the id (default: the target, as in BuildKit), hashed unless it is a plain name.
+        sharing=locked holds an exclusive flock for the whole RUN; shared takes a shared one (so
+        it waits for a locked user only); private uses the first instance nobody holds."""
+        ident = m.id or m.target
+        plain = re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", ident) and not ident.endswith(".lock")
+        name = ident if plain else hashlib.sha256(ident.encode()).hexdigest()
+        root = os.path.join(os.path.dirname(self.store.root), "build", "cache-mounts")
+        for n in itertools.count():
+            path = os.path.join(root, name if n == 0 else f"{name}~{n}")  # "~": never in a name
+            fd = await asyncio.to_thread(_open_lock, path)
+            stack.callback(os.close, fd)
+            if m.sharing != "private":
+                await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX if m.sharing == "locked" else fcntl.LOCK_SH)
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # another build has it; try the next instance
+            # made under the lock, so ``builder prune`` (which takes it exclusively) can't
+            # remove it between here and the RUN
+            await asyncio.to_thread(_create_cache_dir, path, m)
+            return path
+
+    def _context_source(self, stack, m) -> str:
+        """A context path to bind. Read-only: the path itself. rw: a throwaway copy, so writes
+        are discarded (BuildKit: "writes ... will be discarded") and the context stays as given."""
+        host = safepath.resolve(self.context, posixpath.normpath("/" + (m.source or "")).lstrip("/"))
+        if m.readonly:
+            return host
+        tmp = tempfile.mkdtemp(dir=self.tmp, prefix="bind-")
+        stack.callback(shutil.rmtree, tmp, True)
+        copy = os.path.join(tmp, "src")
+        if os.path.isdir(host):
+            shutil.copytree(host, copy, symlinks=True)
+        else:
+            shutil.copy2(host, copy, follow_symlinks=False)
+        return copy
+
+    async def _image_source(self, stack, m, image: str) -> str:
+        """A path of a stage's or an image's rootfs to bind: an overlay of the image mounted here
+        (its upper dir takes the writes of an rw mount and is thrown away with it)."""
+        key = "build-" + secrets.token_hex(16)
+        stack.push_async_callback(asyncio.to_thread, self.store.remove_rootfs, key)
+        mounts = await asyncio.to_thread(self.store.prepare_rootfs, key, image)
+        target = tempfile.mkdtemp(dir=self.tmp, prefix="from-")
+        stack.callback(os.rmdir, target)
+        await asyncio.to_thread(_mount_overlay, mounts, target)
+        stack.callback(_unmount, target)
+        source = safepath.resolve(target, posixpath.normpath("/" + (m.source or "")).lstrip("/"))
+        if not os.path.lexists(source):
+            raise BuildError(f"RUN --mount from={m.from_}: source {m.source or '/'!r} not found in {image[7:19]}")
+        return source
+
+    def _script_dir(self, stack, path: str, script: str) -> str:
+        tmp = tempfile.mkdtemp(dir=self.tmp, prefix="pipes-")
+        stack.callback(shutil.rmtree, tmp, True)
+        fd = os.open(os.path.join(tmp, posixpath.basename(path)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+        with os.fdopen(fd, "w") as f:
+            f.write(script)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a RUN as USER must still read the script
+        return tmp
+
+    async def _mount_stubs(self, targets) -> tuple[list[str], dict]:
+        """Mount points the runtime will have to create because the image lacks them (the
+        mount targets and the engine's /etc files), and the
+        metadata (mode, uid, gid) of the existing directories above them. BuildKit removes such
+        stubs after the RUN so they do not end up in the layer; so do we (only the ones still
+        empty: a RUN that put files beside a mount point keeps them)."""
+        key = "build-" + secrets.token_hex(16)
+
+        def look(root):
+            stubs = [p for t in targets for p in _missing_paths(root, t)]
+            parents = {}
+            for path in stubs:
+                parts = path.strip("/").split("/")
+                for i in range(1, len(parts)):
+                    above = "/" + "/".join(parts[:i])
+                    if above not in stubs and above not in parents:
+                        fd = safepath.open_beneath(root, above, os.O_PATH)
+                        st = os.fstat(fd)
+                        os.close(fd)
+                        parents[above] = (st.st_mode, st.st_uid, st.st_gid)
+            return stubs, parents
+
+        try:
+            mounts = await asyncio.to_thread(self.store.prepare_rootfs, key, self.image)
+            return await asyncio.to_thread(self._with_mount, mounts, look)
+        finally:
+            await asyncio.to_thread(self.store.remove_rootfs, key)
+
+    def _remove_stubs(self, cid: str, stubs: list[str], parents: dict) -> None:
+        """Take the stubs out of the RUN's upper dir, then the directories above them that
+        overlayfs copied up only to hold a stub: still empty, not opaque, and with the mode
+        and owner the image has, they are the image's own directory (only the mtime differs),
+        so dropping them from the upper dir changes nothing but keeps them out of the layer."""
+        upper = self.store.rootfs_upper(cid)
+        for path in sorted({*stubs, *parents}, key=lambda p: p.count("/"), reverse=True):
+            try:
+                parent, name = safepath.open_parent(upper, path)
+            except OSError:
+                continue
+            try:
+                st = os.lstat(name, dir_fd=parent)
+                here = f"/proc/self/fd/{parent}/{name}"
+                if path in parents:
+                    if (st.st_mode, st.st_uid, st.st_gid) != parents[path] or os.listdir(here) \
+                            or _opaque(here):
+                        continue
+                    os.rmdir(name, dir_fd=parent)
+                elif stat.S_ISDIR(st.st_mode):
+                    os.rmdir(name, dir_fd=parent)
+                elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                    os.unlink(name, dir_fd=parent)
+            except OSError:
+                pass  # not there, or not empty: the RUN wrote beside the mount point
+            finally:
+                os.close(parent)
 
     # -- COPY / ADD -----------------------------------------------------------------------------
 
     async def _copy(self, inst, scope) -> None:
         cmd = inst.cmd
-        if inst.heredocs:
-            raise inst.error(f"{cmd} heredocs need BuildKit; this builder does not support them")
         words = inst.expanded(scope)
         if len(words) < 2:
             raise inst.error(f"{cmd} requires at least two arguments")
@@ -483,8 +765,36 @@ class Builder:
         for s in srcs:
             if re.match(r"https?://", s):
                 raise inst.error(f"{cmd} from a URL is not supported by this builder: {s}")
+        if inst.heredocs:
+            # ``COPY <<A <<B /dir/``: each heredoc is a file named after it, written to a temp dir
+            # and copied from there like a context file (so its content and mode are in the key)
+            bodies = {h.name: h for h in inst.heredocs}
+            named = [(s, re.fullmatch(r"\d*<<-?(.+)", s)) for s in srcs]
+            here = [m.group(1) for s, m in named if m and m.group(1) in bodies]
+            srcs = [s for s, m in named if not (m and m.group(1) in bodies)]
+            hdir = tempfile.mkdtemp(dir=self.tmp, prefix="heredoc-")
+            try:
+                for name in here:
+                    h = bodies[name]
+                    try:  # variables expand, quotes and escapes stay (BuildKit's heredoc lexing)
+                        text = dockerfile._lex(h.content, scope, inst.escape, raw_quotes=True,
+                                               raw_escapes=True)[0] if h.expand else h.content
+                    except dockerfile.DockerfileError as e:
+                        raise inst.error(f"{cmd}: {e.reason}") from None
+                    if "/" in name or name in (".", ".."):
+                        raise inst.error(f"{cmd}: heredoc name {name!r} can't be a file name")
+                    fd = os.open(os.path.join(hdir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    with os.fdopen(fd, "w") as f:
+                        f.write(text)
+                    os.chmod(os.path.join(hdir, name), 0o644)  # whatever the umask: BuildKit's 0644
+                return await self._copy_sources(inst, src_image, srcs, dest, flags, chmod, (hdir, here))
+            finally:
+                shutil.rmtree(hdir, ignore_errors=True)
+        return await self._copy_sources(inst, src_image, srcs, dest, flags, chmod)
+
+    async def _copy_sources(self, inst, src_image, srcs, dest, flags, chmod, heredocs=None) -> None:
         if src_image is None:
-            return await self._copy_from(inst, self.context, srcs, dest, flags, chmod, "context")
+            return await self._copy_from(inst, self.context, srcs, dest, flags, chmod, "context", heredocs)
         key = "build-" + secrets.token_hex(16)
         try:
             mounts = await asyncio.to_thread(self.store.prepare_rootfs, key, src_image)
@@ -492,7 +802,7 @@ class Builder:
             try:
                 await asyncio.to_thread(_mount_overlay, mounts, target)
                 try:
-                    await self._copy_from(inst, target, srcs, dest, flags, chmod, src_image)
+                    await self._copy_from(inst, target, srcs, dest, flags, chmod, src_image, heredocs)
                 finally:
                     _unmount(target)
             finally:
@@ -528,17 +838,21 @@ class Builder:
             out.append(os.path.relpath(host, os.path.realpath(root)))
         return out
 
-    async def _copy_from(self, inst, root, srcs, dest, flags, chmod, where) -> None:
+    async def _copy_from(self, inst, root, srcs, dest, flags, chmod, where, heredocs=None) -> None:
         sources = await asyncio.to_thread(self._sources, inst, root, srcs, where)
-        digests = await asyncio.to_thread(lambda: [hash_tree(os.path.realpath(root), r) for r in sources])
-        kinds = ["dir" if os.path.isdir(os.path.join(root, r)) else "file" for r in sources]
+        # (base dir, relative path, may ADD unpack it): the sources, then the heredoc files
+        entries = [(os.path.realpath(root), r, inst.cmd == "ADD") for r in sources]
+        if heredocs:
+            entries += [(heredocs[0], name, False) for name in heredocs[1]]
+        digests = await asyncio.to_thread(lambda: [hash_tree(b, r) for b, r, _ in entries])
+        kinds = ["dir" if os.path.isdir(os.path.join(b, r)) else "file" for b, r, _ in entries]
+        sources = entries
         if len(sources) == 1:
             label = f"{kinds[0]}:{digests[0]}"
         else:
             label = "multi:" + step_key("", " ".join(digests))
         opts = "".join(f"--{k}={flags[k]} " for k in ("from", "chown", "chmod") if flags.get(k))
         created = _nop(f"{inst.cmd} {opts}{label} in {self.raw_dest} ", True)
-        add = inst.cmd == "ADD"
 
         def write(target):
             uid = gid = 0
@@ -547,8 +861,7 @@ class Builder:
                 uid = _lookup_id(target, "/etc/passwd", user)
                 gid = _lookup_id(target, "/etc/group", group) if group else uid if user.isdigit() else \
                     self._primary_gid(target, user)
-            base = os.path.realpath(root)
-            for rel in sources:
+            for base, rel, add in sources:
                 self._place(base, rel, target, dest, uid, gid, chmod, add, len(sources) > 1)
 
         await self._cached(created, lambda: self._commit(created, write), sources=json.dumps(digests))

@@ -1,16 +1,20 @@
 """The build cache: which image a build step produced, keyed by everything that determines it.
 
 A key is the sha256 of (parent image ID, the step's text after expansion, the build args the step
-sees, and for COPY/ADD the content+metadata hash of the files it reads). The table lives in SQLite
+sees, and for COPY/ADD the content+metadata hash of the files it reads, heredoc files included;
+for RUN --mount the mount specs plus what bind mounts read, but not a cache mount's contents). The table lives in SQLite
 at ``<data-root>/build/cache.db`` so it survives a daemon restart. It holds no images itself: a row
 whose image was removed meanwhile is a miss (and is dropped), so image GC never needs to ask us.
 """
 
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import stat
+import tempfile
 import threading
 
 
@@ -53,6 +57,7 @@ def hash_tree(root: str, rel: str) -> str:
 class BuildCache:
     def __init__(self, path: str):
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._dir = os.path.dirname(path)  # <data-root>/build
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -75,11 +80,41 @@ class BuildCache:
                 self._db.execute("DELETE FROM steps WHERE image_id=?", (image_id,))
 
     def prune(self) -> list[str]:
-        """Drop every entry (``builder prune``); returns the keys dropped."""
+        """Drop every entry (``builder prune``) and the RUN cache mounts no build is using, as
+        BuildKit's prune does; returns the keys and the cache mount names dropped."""
         with self._lock:
             keys = [k for (k,) in self._db.execute("SELECT key FROM steps")]
             self._db.execute("DELETE FROM steps")
-        return keys
+        return keys + self._prune_mounts()
+
+    def _prune_mounts(self) -> list[str]:
+        """Remove ``cache-mounts/<name>`` dirs whose lock (``<name>.lock``) is free: a RUN holds
+        it (shared or exclusive) while it uses the dir and creates the dir only under it. The lock
+        files stay, so a builder never locks an inode we are about to unlink."""
+        root = os.path.join(self._dir, "cache-mounts")
+        removed = []
+        for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+            path = os.path.join(root, name)
+            if name.startswith(".del-"):  # a prune that crashed midway
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            if name.endswith(".lock") or name.startswith(".new-") or not os.path.isdir(path):
+                continue
+            fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # in use by a running build
+            try:
+                # renamed first: the name is free at once, the tree goes after
+                doomed = tempfile.mkdtemp(dir=root, prefix=".del-")
+                os.rename(path, os.path.join(doomed, "d"))
+                shutil.rmtree(doomed, ignore_errors=True)
+                removed.append(name)
+            finally:
+                os.close(fd)
+        return removed
 
     def close(self) -> None:
         self._db.close()
