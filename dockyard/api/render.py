@@ -11,6 +11,7 @@ import platform
 import time
 
 from dockyard import __version__
+from dockyard.units import human_duration
 from dockyard.api.server import API_VERSION, MIN_API_VERSION
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -35,34 +36,6 @@ def rfc3339_nano_fixed(ns: int) -> str:
     """Docker's log timestamp: always 9 fractional digits, UTC, 'Z'."""
     sec, frac = divmod(ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration, which ``docker ps`` shows verbatim in STATUS."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = int(s / 3600 + 0.5)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def status_text(c, now: float | None = None) -> str:
