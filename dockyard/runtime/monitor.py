@@ -43,6 +43,43 @@ def default_runtime() -> str:
     return os.path.join(os.path.dirname(sys.executable), "dockyard-runtime")
 
 
+def _fast_launcher(state_root: str) -> str:
+    """A ``dockyard-runtime`` launcher for conmon that starts the interpreter isolated and without
+    ``site`` (``-I -S``): ``site`` processes every .pth file of the environment and costs ~10-20 ms
+    per container create. The few import paths the runtime needs are written into the launcher.
+    Falls back to the console script when the launcher cannot be written."""
+    import pyseccomp
+
+    import dockyard
+
+    paths = []
+    for d in (os.path.dirname(os.path.dirname(os.path.abspath(dockyard.__file__))),  # a package
+              os.path.dirname(os.path.abspath(pyseccomp.__file__))):  # a single module
+        if d not in paths:
+            paths.append(d)
+    text = (f"#!{sys.executable} -IS\n"
+            "# Written by the dockyard daemon (runtime/monitor.py): conmon runs this.\n"
+            f"import sys\nsys.path[:0] = {paths!r}\n"
+            "from dockyard.runtime.oci import main\nsys.exit(main())\n")
+    path = os.path.join(state_root, "bin", "dockyard-runtime")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            with open(path) as f:
+                if f.read() == text:
+                    return path
+        except FileNotFoundError:
+            pass
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+        return path
+    except OSError:
+        return default_runtime()
+
+
 def runtime_message(text: str) -> str:
     """The one line that matters in a runtime's stderr (runc logs logfmt: msg="...")."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -77,7 +114,7 @@ _INPROCESS = frozenset({"start", "kill", "delete"})
 class Runtime:
     def __init__(self, state_root: str, runtime: str | None = None, conmon: str = CONMON):
         self.state_root = os.path.abspath(state_root)
-        self.runtime = runtime or os.environ.get("DOCKYARD_OCI_RUNTIME") or default_runtime()
+        self.runtime = runtime or os.environ.get("DOCKYARD_OCI_RUNTIME") or _fast_launcher(self.state_root)
         self.conmon = conmon
         self.oci_root = os.path.join(self.state_root, "oci")
         self.sockets = os.path.join(self.state_root, "sockets")
