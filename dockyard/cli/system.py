@@ -7,7 +7,7 @@ import time
 import click
 
 from dockyard.cli.client import API_PREFIX, APIError, DaemonUnavailable, filters_param, quote
-from dockyard.cli.common import CLIError, client, err, print_objects
+from dockyard.cli.common import CLIError, client, confirm, err, print_objects
 from dockyard.cli.format import Template, check_format, go_json, indent_raw, prepare_format
 
 CLIENT_VERSION = "0.1.0"
@@ -244,3 +244,89 @@ def events(since, until, filters, fmt):
 
 
 COMMANDS = [version, info, inspect, daemon, events]
+
+
+@click.group("system")
+def system_group():
+    """Manage dockyard: disk usage, prune."""
+
+
+@system_group.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones")
+@click.option("--volumes", is_flag=True, help="Prune anonymous volumes too")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@click.option("--filter", "filters", multiple=True, help="Filters (until=, label=)")
+def system_prune(all_, volumes, force, filters):
+    """Remove stopped containers, unused networks, dangling (or all unused) images and build cache.
+
+    The same requests, in the same order, as `docker system prune`."""
+    from dockyard.cli.client import filters_param
+    from dockyard.cli.format import human_size
+
+    items = ["all stopped containers", "all networks not used by at least one container"]
+    if volumes:
+        items.append("all anonymous volumes not used by at least one container")
+    items.append("all images without at least one container associated to them" if all_ else "all dangling images")
+    items.append("unused build cache" if not all_ else "all build cache")
+    if not confirm("WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items), force):
+        return
+    c = client()
+    f = filters_param(filters)
+    reclaimed = 0
+    res = c.post("/containers/prune", {"filters": f}) or {}
+    reclaimed += res.get("SpaceReclaimed") or 0
+    _print_deleted("Deleted Containers:", res.get("ContainersDeleted"))
+    res = c.post("/networks/prune", {"filters": f}) or {}
+    _print_deleted("Deleted Networks:", res.get("NetworksDeleted"))
+    if volumes:
+        res = c.post("/volumes/prune", {"filters": f}) or {}
+        reclaimed += res.get("SpaceReclaimed") or 0
+        _print_deleted("Deleted Volumes:", res.get("VolumesDeleted"))
+    res = c.post("/images/prune", {"filters": filters_param(list(filters) + [f"dangling={'false' if all_ else 'true'}"])}) or {}
+    reclaimed += res.get("SpaceReclaimed") or 0
+    _print_deleted("Deleted Images:", [f"{k.lower()}: {v}" for i in res.get("ImagesDeleted") or () for k, v in i.items()])
+    res = c.post("/build/prune", {"all": 1 if all_ else None, "filters": f}) or {}
+    reclaimed += res.get("SpaceReclaimed") or 0
+    _print_deleted("Deleted build cache objects:", res.get("CachesDeleted"))
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
+
+
+def _print_deleted(title: str, items) -> None:
+    if items:
+        print(title)
+        print("".join(f"{i}\n" for i in items))
+
+
+@system_group.command("df")
+def system_df():
+    """Show disk usage: images, containers, local volumes, build cache."""
+    from dockyard.cli.format import human_size as _hs, tabwrite
+
+    def human_size(n):  # docker system df prints go-units HumanSize: 4 significant digits
+        return _hs(n, 4)
+
+    d = client().get("/system/df") or {}
+    images, ctrs, vols = d.get("Images") or [], d.get("Containers") or [], d.get("Volumes") or []
+    used_images = {c.get("ImageID") for c in ctrs}
+    img_size = sum(i.get("Size") or 0 for i in images)
+    img_reclaim = sum(i.get("Size") or 0 for i in images if i.get("Id") not in used_images)
+    ctr_size = sum(c.get("SizeRw") or 0 for c in ctrs)
+    ctr_reclaim = sum(c.get("SizeRw") or 0 for c in ctrs if c.get("State") != "running")
+    vol_size = sum(((v.get("UsageData") or {}).get("Size") or 0) for v in vols)
+    vol_reclaim = sum(((v.get("UsageData") or {}).get("Size") or 0) for v in vols
+                      if not (v.get("UsageData") or {}).get("RefCount"))
+    cache = d.get("BuildCache") or []
+    cache_size = sum(b.get("Size") or 0 for b in cache)
+
+    def pct(part, whole):
+        return f"{human_size(part)} ({int(part * 100 / whole)}%)" if whole else human_size(part)
+
+    rows = ["TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE",
+            f"Images\t{len(images)}\t{len(used_images & {i.get('Id') for i in images})}\t{human_size(img_size)}\t{pct(img_reclaim, img_size)}",
+            f"Containers\t{len(ctrs)}\t{sum(1 for c in ctrs if c.get('State') == 'running')}\t{human_size(ctr_size)}\t{pct(ctr_reclaim, ctr_size)}",
+            f"Local Volumes\t{len(vols)}\t{sum(1 for v in vols if (v.get('UsageData') or {}).get('RefCount'))}\t{human_size(vol_size)}\t{pct(vol_reclaim, vol_size)}",
+            f"Build Cache\t{len(cache)}\t0\t{human_size(cache_size)}\t{human_size(cache_size)}"]
+    print(tabwrite("\n".join(rows) + "\n"), end="")
+
+
+COMMANDS.append(system_group)
