@@ -1,6 +1,6 @@
 """network: bridge networks, IPAM, NAT, published ports and embedded DNS for containers.
 
-Not yet wired into the engine. The engine will own one ``NetworkManager`` per daemon and call it
+The engine owns one ``NetworkManager`` per daemon (``engine/networking.py``) and calls it
 from worker threads (``asyncio.to_thread``), never on the event loop: every method blocks briefly
 (SQLite, netlink, one ``nft`` run) and pyroute2's sync API runs an event loop of its own.
 
@@ -20,9 +20,13 @@ from worker threads (``asyncio.to_thread``), never on the event loop: every meth
         -> Endpoint           # veth into the netns as eth0, eth1...; works on running containers;
                               # name = container name (without "/") for DNS; Conflict if already
                               # connected; InvalidArgument for an IP outside the subnet; driver
-                              # host/none: records the endpoint, touches nothing
+                              # host/none: records the endpoint, touches nothing. The default
+                              # route stays on the first non-internal network connected (as
+                              # Docker); disconnecting it moves the route to the next one
     nm.disconnect(container_id, network)     # NotFound if not connected; unpublishes its ports
     nm.endpoints(container_id=None, network=None) -> list[Endpoint]
+    nm.rename_endpoint(container_id, new_name)  # `docker rename`: DNS answers to the new name at
+                              # once; no-op without endpoints; InvalidArgument for a bad name
     nm.publish(endpoint, [(host_ip, host_port, container_port, proto)]) -> list[PortMapping]
         # host_ip "" = all; host_port 0 = random ephemeral port; Conflict("Bind for
         # 0.0.0.0:8080 failed: port is already allocated") leaves nothing configured
@@ -46,7 +50,8 @@ and reconcile can tell its leaks from others' objects: the default bridge ``dy<t
 first connect, with ``bip``), user bridges ``dy<tag>-<6 of network id>`` (or the
 ``com.docker.network.bridge.name`` option), host veths ``veth<11 of endpoint id>``, nft tables
 ``inet dockyard_<tag>`` and ``ip dockyard_<tag>_nat``. Nothing in any other table is touched.
-Options honoured: ``com.docker.network.bridge.name``, ``...bridge.enable_ip_masquerade``.
+Options honoured: ``com.docker.network.bridge.name``, ``...bridge.enable_ip_masquerade``,
+``com.docker.network.driver.mtu`` (the containers' and host veths' MTU; default 1500).
 IPv4 only. The default bridge has no name resolution (as in Docker); user networks do.
 """
 

@@ -7,6 +7,7 @@ per thread) and exits, so no other thread ever sees a foreign namespace.
 
 import ctypes
 import errno
+import itertools
 import os
 import subprocess
 import threading
@@ -61,62 +62,70 @@ def _index(ipr, name):
     return idx[0]
 
 
-def _do(op):
-    def run():
-        with _iproute() as ipr:
-            a = op.args
-            if op.kind == "bridge":
-                if not ipr.link_lookup(ifname=a["name"]):
-                    ipr.link("add", ifname=a["name"], kind="bridge")
-            elif op.kind == "addr":
-                idx = _index(ipr, a["ifname"])
-                have = {(x.get("IFA_ADDRESS"), x["prefixlen"]) for x in ipr.get_addr(index=idx, family=2)}
-                if (a["address"], a["prefixlen"]) not in have:
-                    ipr.addr("add", index=idx, address=a["address"], prefixlen=a["prefixlen"])
-            elif op.kind == "up":
-                ipr.link("set", index=_index(ipr, a["ifname"]), state="up")
-            elif op.kind == "route":
-                ipr.route("replace", dst="0.0.0.0/0", gateway=a["gateway"])
-            elif op.kind == "veth":
-                fd = os.open(a["peer_netns"], os.O_RDONLY)
-                try:
-                    peer = {"ifname": a["peer"], "net_ns_fd": fd}
-                    if a.get("mac"):
-                        peer["address"] = a["mac"]
-                    ipr.link("add", ifname=a["host"], kind="veth", peer=peer)
-                finally:
-                    os.close(fd)
-                ipr.link("set", index=_index(ipr, a["host"]), master=_index(ipr, a["master"]))
-            elif op.kind == "master":
-                ipr.link("set", index=_index(ipr, a["name"]), master=_index(ipr, a["master"]))
-            elif op.kind == "del_link":
-                idx = ipr.link_lookup(ifname=a["name"])
-                if idx:
-                    try:
-                        ipr.link("del", index=idx[0])
-                    except OSError as e:
-                        # A veth goes with its peer: when the container's netns dies between the
-                        # lookup and the delete, the link is already gone. That is the goal.
-                        if (e.args[0] if e.args and isinstance(e.args[0], int) else e.errno) != errno.ENODEV:
-                            raise
-            else:
-                raise Internal(f"unknown plan op {op.kind}")
-
+def _do(ipr, op):
+    a = op.args
     if op.kind == "sysctl":
-        with open(op["path"], "w") as f:
-            f.write(op["value"])
-        return
-    in_netns(op.args.get("netns"), run)
+        with open(a["path"], "w") as f:
+            f.write(a["value"])
+    elif op.kind == "bridge":
+        if not ipr.link_lookup(ifname=a["name"]):
+            ipr.link("add", ifname=a["name"], kind="bridge")
+    elif op.kind == "addr":
+        idx = _index(ipr, a["ifname"])
+        have = {(x.get("IFA_ADDRESS"), x["prefixlen"]) for x in ipr.get_addr(index=idx, family=2)}
+        if (a["address"], a["prefixlen"]) not in have:
+            ipr.addr("add", index=idx, address=a["address"], prefixlen=a["prefixlen"])
+    elif op.kind == "up":
+        extra = {"mtu": a["mtu"]} if a.get("mtu") else {}
+        ipr.link("set", index=_index(ipr, a["ifname"]), state="up", **extra)
+    elif op.kind == "route":
+        ipr.route("replace", dst="0.0.0.0/0", gateway=a["gateway"])
+    elif op.kind == "veth":
+        fd = os.open(a["peer_netns"], os.O_RDONLY)
+        try:
+            peer = {"ifname": a["peer"], "net_ns_fd": fd}
+            if a.get("mac"):
+                peer["address"] = a["mac"]
+            ipr.link("add", ifname=a["host"], kind="veth", peer=peer)
+        finally:
+            os.close(fd)
+        ipr.link("set", index=_index(ipr, a["host"]), master=_index(ipr, a["master"]))
+    elif op.kind == "master":
+        ipr.link("set", index=_index(ipr, a["name"]), master=_index(ipr, a["master"]))
+    elif op.kind == "del_link":
+        idx = ipr.link_lookup(ifname=a["name"])
+        if idx:
+            try:
+                ipr.link("del", index=idx[0])
+            except OSError as e:
+                # A veth goes with its peer: when the container's netns dies between the
+                # lookup and the delete, the link is already gone. That is the goal.
+                if _code(e) != errno.ENODEV:
+                    raise
+    else:
+        raise Internal(f"unknown plan op {op.kind}")
+
+
+def _code(e):
+    return e.args[0] if e.args and isinstance(e.args[0], int) else e.errno
+
+
+def _run(batch):
+    """Ops of one namespace on one netlink socket: opening one costs about as much as an op."""
+    with _iproute() as ipr:
+        for op in batch:
+            try:
+                _do(ipr, op)
+            except OSError as e:  # pyroute2's NetlinkError is an OSError
+                raise Internal(f"network: {op.kind} {_describe(op)}: {os.strerror(_code(e) or errno.EIO)}") from e
 
 
 def apply(ops):
-    """Apply ops in order; netlink errors become one clear errdefs line."""
-    for op in ops:
-        try:
-            _do(op)
-        except OSError as e:  # pyroute2's NetlinkError is an OSError
-            code = e.args[0] if e.args and isinstance(e.args[0], int) else e.errno
-            raise Internal(f"network: {op.kind} {_describe(op)}: {os.strerror(code or errno.EIO)}") from e
+    """Apply ops in order, each run of consecutive ops in one netns in one thread (in_netns);
+    netlink errors become one clear errdefs line."""
+    for netns, batch in itertools.groupby(ops, key=lambda op: op.args.get("netns")):
+        batch = list(batch)
+        in_netns(netns, lambda: _run(batch))
 
 
 def _describe(op):
@@ -136,6 +145,11 @@ def _del(name):
 def links() -> set:
     with _iproute() as ipr:
         return {l.get("ifname") for l in ipr.get_links()}
+
+
+def link_exists(name) -> bool:
+    # sysfs lists the links of the daemon's own netns; a stat instead of a netlink dump.
+    return os.path.exists(f"/sys/class/net/{name}")
 
 
 def link_master(name):

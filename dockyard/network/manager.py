@@ -26,6 +26,7 @@ from .store import Store
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
+_MTU_OPT = "com.docker.network.driver.mtu"
 
 
 class NetworkManager:
@@ -89,6 +90,7 @@ class NetworkManager:
         if driver != "bridge":
             raise InvalidArgument(f"plugin {driver!r} not found: only the bridge driver is supported")
         options = dict(options or {})
+        _mtu(options)  # checked before anything is made
         with self._lock:
             nets = self.store.networks()
             if any(n.name == name for n in nets):
@@ -170,6 +172,9 @@ class NetworkManager:
             if not netns_path or not os.path.exists(netns_path):
                 raise InvalidArgument(f"network namespace {netns_path!r} does not exist")
             subnet = ipaddress.ip_network(n.subnet)
+            # Docker keeps the default route on the first network that gave the container one: a
+            # network joined later (live, or second in the create body) adds only its subnet route.
+            has_gateway = self._gateway_endpoint(mine) is not None
             with self.store.tx() as s:  # commit point: the address is ours
                 used = {int(ipaddress.ip_address(e.ip)) for e in s.endpoints(network_id=n.id) if e.ip}
                 used.add(int(ipaddress.ip_address(n.gateway)))
@@ -186,10 +191,11 @@ class NetworkManager:
                 ep.host_ifname = plan.host_ifname(ep.id)
                 s.insert_endpoint(ep)
             try:
-                if self._ensure_bridge(n):
+                if self._ensure_bridge(n, repair=False):
                     self._apply_rules()  # the default bridge is made on first use: add its rules
                 kernel.apply(plan.endpoint_plan(n.bridge, ep.host_ifname, netns_path, ep.ifname, ep.ip,
-                                                ep.prefixlen, ep.mac, None if n.internal else n.gateway))
+                                                ep.prefixlen, ep.mac,
+                                                None if n.internal or has_gateway else n.gateway, _mtu(n.options)))
             except BaseException:
                 kernel.delete_link(ep.host_ifname)  # deleting one end removes the peer too
                 with self.store.tx() as s:
@@ -203,7 +209,40 @@ class NetworkManager:
             eps = self.store.endpoints(network_id=n.id, container_id=container_id)
             if not eps:
                 raise NotFound(f"container {container_id[:12]} is not connected to network {n.name}")
+            holder = self._gateway_endpoint(self.store.endpoints(container_id=container_id))
             self._drop_endpoint(eps[0])
+            if holder is not None and holder.id == eps[0].id:
+                self._move_gateway(container_id)
+
+    def rename_endpoint(self, container_id, new_name):
+        """The container was renamed: its endpoints answer to ``new_name`` in DNS from now on
+        (lookups read the store). A container without endpoints (not running) is a no-op."""
+        name = str(new_name or "").lstrip("/")
+        if not name or not _NAME.match(name):
+            raise InvalidArgument(f"invalid container name {new_name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        with self._lock:
+            with self.store.tx() as s:
+                s.rename_endpoints(container_id, name)
+
+    def _gateway_endpoint(self, eps):
+        """The endpoint holding the container's default route: the first one (in connect order)
+        on a bridge network that is not internal; None if there is none."""
+        nets = {n.id: n for n in self.store.networks()}
+        for e in eps:
+            n = nets.get(e.network_id)
+            if n and n.driver == "bridge" and not n.internal and e.ip:
+                return e
+        return None
+
+    def _move_gateway(self, container_id):
+        # The veth that carried the default route is gone and the route with it; as Docker does,
+        # the next network in connect order takes over, so the container still gets out.
+        nxt = self._gateway_endpoint(self.store.endpoints(container_id=container_id))
+        if nxt is not None:
+            try:
+                kernel.apply([plan.Op("route", {"netns": nxt.netns_path, "gateway": nxt.gateway})])
+            except NotFound:
+                pass  # the container's netns is gone too: nothing left to route
 
     def release_container(self, container_id):
         with self._lock:
@@ -296,9 +335,12 @@ class NetworkManager:
             sock.close()
 
     # ---- kernel -------------------------------------------------------------------------------
-    def _ensure_bridge(self, n) -> bool:
-        """Create or repair the bridge of ``n``; True if it did not exist."""
-        missing = n.bridge not in kernel.links()
+    def _ensure_bridge(self, n, repair=True) -> bool:
+        """Create or repair the bridge of ``n``; True if it did not exist. ``repair=False`` (connect,
+        on every container start) trusts an existing bridge: reconcile repaired it at daemon start."""
+        missing = not kernel.link_exists(n.bridge)
+        if not missing and not repair:
+            return False
         prefix = ipaddress.ip_network(n.subnet).prefixlen
         kernel.apply(plan.bridge_plan(n.bridge, n.gateway, prefix))
         return missing
@@ -424,6 +466,21 @@ def _host_routes():
             if dst and r.get("table") in (254, 255) and r["dst_len"] > 0:
                 out.append(ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False))
     return out
+
+
+def _mtu(options):
+    """Docker's MTU option: veths default to 1500, where loopback has 64 KiB; a larger MTU lets
+    bulk TCP through a published port run at loopback speed (bench/bench_network.py)."""
+    raw = options.get(_MTU_OPT)
+    if raw in (None, ""):
+        return None
+    try:
+        mtu = int(raw)
+    except (TypeError, ValueError):
+        mtu = 0
+    if not 68 <= mtu <= 65535:
+        raise InvalidArgument(f"invalid {_MTU_OPT} {raw!r}: an integer from 68 to 65535")
+    return mtu
 
 
 def _masquerade(n) -> bool:

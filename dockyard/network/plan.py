@@ -28,16 +28,18 @@ def bridge_plan(bridge: str, gateway: str, prefixlen: int) -> list[Op]:
     ]
 
 
-def endpoint_plan(bridge, host_ifname, netns_path, ifname, address, prefixlen, mac, gateway) -> list[Op]:
+def endpoint_plan(bridge, host_ifname, netns_path, ifname, address, prefixlen, mac, gateway, mtu=None) -> list[Op]:
     """veth: host end enslaved to the bridge, peer created directly inside the netns as ``ifname``
     (no temporary name in the host namespace that could clash), then address, up, default route.
-    ``gateway`` None (internal network) means no default route: nothing leaves the subnet."""
+    ``gateway`` None (internal network) means no default route: nothing leaves the subnet.
+    ``mtu`` None keeps the kernel's 1500; the bridge follows its ports' MTU by itself."""
+    # Host-side ops first, then the container's: kernel.apply runs each group on one socket.
     ops = [
         Op("veth", {"host": host_ifname, "peer": ifname, "peer_netns": netns_path, "master": bridge, "mac": mac}),
+        Op("up", {"netns": None, "ifname": host_ifname, "mtu": mtu}),
         Op("addr", {"netns": netns_path, "ifname": ifname, "address": address, "prefixlen": prefixlen}),
         Op("up", {"netns": netns_path, "ifname": "lo"}),
-        Op("up", {"netns": netns_path, "ifname": ifname}),
-        Op("up", {"netns": None, "ifname": host_ifname}),
+        Op("up", {"netns": netns_path, "ifname": ifname, "mtu": mtu}),
     ]
     if gateway:
         ops.append(Op("route", {"netns": netns_path, "gateway": gateway}))

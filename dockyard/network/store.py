@@ -85,6 +85,9 @@ class Store:
         if e.ip:
             self.db.execute("UPDATE networks SET last_ip=? WHERE id=?", (e.ip, e.network_id))
 
+    def rename_endpoints(self, container_id, name):
+        self.db.execute("UPDATE endpoints SET name=? WHERE container_id=?", (name, container_id))
+
     def delete_endpoint(self, endpoint_id):
         self.db.execute("DELETE FROM ports WHERE endpoint_id=?", (endpoint_id,))
         self.db.execute("DELETE FROM endpoints WHERE id=?", (endpoint_id,))

@@ -466,3 +466,83 @@ def test_dns_over_tcp_from_a_container(nm, netns, run_in, dns_loop):
 
     p = run_in(a, sys.executable, "-c", script, net.gateway)
     assert p.stdout.strip() == f"(7, 0, ['{e2.ip}'])", p.stderr
+
+
+def default_route(run_in, ns):
+    return run_in(ns, "ip", "-4", "route", "show", "default").stdout.split()[2:3]
+
+
+def test_default_route_stays_on_the_first_network(nm, netns, run_in, outside):
+    """Docker keeps the default gateway of the network joined first; joining another one (live
+    or second in a create) only adds its subnet route. Disconnecting the first moves it on."""
+    nm.create_network("dyt-gw1", subnet="10.232.20.0/24")
+    nm.create_network("dyt-gw2", subnet="10.232.21.0/24")
+    nm.create_network("dyt-gwi", subnet="10.232.22.0/24", internal=True)
+    (a, pa), (b, pb) = netns(), netns()
+    nm.connect(CID1, pa, "dyt-gw1")
+    e2 = nm.connect(CID1, pa, "dyt-gw2")
+    assert default_route(run_in, a) == ["10.232.20.1"]
+    assert "10.232.21.0/24 dev eth1" in run_in(a, "ip", "route").stdout  # still on-link
+    _, _, outside_ip = outside
+    assert ping(run_in, a, outside_ip)
+    # An internal network joined first gives no route: the first one that can, does.
+    nm.connect(CID2, pb, "dyt-gwi")
+    nm.connect(CID2, pb, "dyt-gw2")
+    nm.connect(CID2, pb, "dyt-gw1")
+    assert default_route(run_in, b) == ["10.232.21.1"]
+    # The gateway's network goes: the next one in connect order takes over.
+    nm.disconnect(CID1, "dyt-gw1")
+    assert default_route(run_in, a) == [e2.gateway]
+    assert ping(run_in, a, outside_ip)
+    nm.disconnect(CID2, "dyt-gw1")  # not the gateway holder: the route does not move
+    assert default_route(run_in, b) == ["10.232.21.1"]
+    nm.release_container(CID1)
+    nm.release_container(CID2)
+
+
+def test_rename_endpoint_updates_dns(nm, netns, run_in, dns_loop):
+    net = nm.create_network("dyt-ren", subnet="10.232.23.0/24")
+    other = nm.create_network("dyt-ren2", subnet="10.232.24.0/24")
+    (a, pa), (_, pb) = netns(), netns()
+    ea = nm.connect(CID1, pa, "dyt-ren", name="client")
+    nm.connect(CID2, pb, "dyt-ren", name="old", aliases=["svc"])
+    e2b = nm.connect(CID2, pb, "dyt-ren2", name="old")
+    dns_loop([])
+    assert nslookup(run_in, a, "old", net.gateway)[0] == 0
+    nm.rename_endpoint(CID2, "/new")  # the engine's names carry Docker's leading "/"
+    assert {e.name for e in nm.endpoints(CID2)} == {"new"}  # on every network
+    rc, out = nslookup(run_in, a, "new", net.gateway)
+    assert rc == 0 and "10.232.23.3" in out, out
+    assert nslookup(run_in, a, "old", net.gateway)[0] != 0
+    assert nm.dns_lookup(net.id, ea.ip, "svc") == ["10.232.23.3"]  # aliases and short ID stay
+    assert nm.dns_lookup(net.id, ea.ip, CID2[:12]) == ["10.232.23.3"]
+    assert nm.dns_lookup(other.id, e2b.ip, "new") == ["10.232.23.3", e2b.ip]  # its own networks
+    with pytest.raises(InvalidArgument, match="invalid container name"):
+        nm.rename_endpoint(CID2, "bad name!")
+    assert {e.name for e in nm.endpoints(CID2)} == {"new"}
+    nm.rename_endpoint(CID3, "nobody")  # not running, no endpoints: nothing to do
+    assert nm.endpoints(CID3) == []
+    nm.release_container(CID1)
+    nm.release_container(CID2)
+
+
+
+def test_mtu_option(nm, netns, run_in, host_state):
+    opt = "com.docker.network.driver.mtu"
+    before = host_state()
+    for bad in ("jumbo", "67", "70000"):
+        with pytest.raises(InvalidArgument, match=f"invalid {opt}"):
+            nm.create_network("dyt-mtu-bad", subnet="10.232.26.0/24", options={opt: bad})
+    assert host_state() == before and [n.name for n in nm.list() if n.name.startswith("dyt-")] == []
+    nm.create_network("dyt-mtu", subnet="10.232.26.0/24", options={opt: "9000"})
+    (a, pa), (b, pb) = netns(), netns()
+    e1 = nm.connect(CID1, pa, "dyt-mtu")
+    nm.connect(CID2, pb, "dyt-mtu")
+    assert "mtu 9000" in run_in(a, "ip", "link", "show", "eth0").stdout
+    assert "mtu 9000" in subprocess.run(["ip", "link", "show", e1.host_ifname], capture_output=True, text=True).stdout
+    # The bridge takes its ports' MTU by itself (so the gateway path has it too).
+    bridge = nm.get("dyt-mtu").bridge
+    assert "mtu 9000" in subprocess.run(["ip", "link", "show", bridge], capture_output=True, text=True).stdout
+    assert ping(run_in, b, e1.ip)
+    nm.release_container(CID1)
+    nm.release_container(CID2)

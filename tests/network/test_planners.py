@@ -139,7 +139,7 @@ def test_ruleset_is_valid_nft():
 
 def test_endpoint_plan():
     ops = plan.endpoint_plan("br", "vethx", "/proc/1/ns/net", "eth0", "10.1.0.2", 24, "02:42:0a:01:00:02", "10.1.0.1")
-    assert [o.kind for o in ops] == ["veth", "addr", "up", "up", "up", "route"]
+    assert [o.kind for o in ops] == ["veth", "up", "addr", "up", "up", "route"]
     assert ops[0]["peer_netns"] == "/proc/1/ns/net" and ops[0]["master"] == "br"
     internal = plan.endpoint_plan("br", "vethx", "/p", "eth1", "10.1.0.2", 24, "m", None)
     assert "route" not in [o.kind for o in internal]
