@@ -33,10 +33,10 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 # Runtime: busybox-static (the test/quickstart image), conmon (per-container monitor), tini
 # (--init), iproute2 and nftables (networking). Tests: runc cross-checks our OCI runtime; skopeo,
 # docker-registry (distribution 2.8) and docker.io (dockerd) are interop peers; curl and pip for
-# setup. Bench only: podman, crun and buildah as peers.
+# setup. Bench only: podman, crun and buildah as peers, wrk as the HTTP load.
 PKGS=(busybox-static conmon tini iproute2 nftables runc curl ca-certificates python3 python3-pip
       skopeo docker-registry docker.io)
-[ "$MODE" = bench ] && PKGS+=(podman crun buildah)
+[ "$MODE" = bench ] && PKGS+=(podman crun buildah wrk)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -846,6 +846,11 @@ class Engine(ExecOps):
             except errdefs.AlreadyExists:
                 c.name = old
                 raise
+            if self.nm:
+                # The embedded DNS answers to the new name from now on, as Docker's does.
+                await asyncio.to_thread(self.nm.rename_endpoint, c.id, new)
+                c.network_settings = await asyncio.to_thread(networking.settings, self.nm, c)
+                await asyncio.to_thread(self._db.update_container, c)
             self._cev(c, "rename", oldName=old)
 
     # ---- logs / attach ----------------------------------------------------------------------

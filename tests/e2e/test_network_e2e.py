@@ -159,6 +159,17 @@ def test_user_network_dns_by_name_and_alias(netd, net_clean, name):
     assert {c["Name"] for c in net["Containers"].values()} == {name + "-a", name + "-b"}
 
 
+def test_rename_updates_the_embedded_dns(netd, net_clean, name):
+    _network(netd, net_clean, name)
+    ok(netd.cli("run", "-d", "--name", name + "-a", "--network", name, "busybox", "sleep", "300"))
+    ok(netd.cli("rename", name + "-a", name + "-c"))
+    ip = json.loads(ok(netd.cli("inspect", name + "-c")))[0]["NetworkSettings"]["Networks"][name]["IPAddress"]
+    out = ok(netd.cli("run", "--rm", "--network", name, "busybox", "nslookup", name + "-c"))
+    assert ip in out, out
+    r = netd.cli("run", "--rm", "--network", name, "busybox", "nslookup", name + "-a")
+    assert ip not in r.stdout, r.stdout
+
+
 def test_networks_are_isolated_and_internal_has_no_route(netd, net_clean, name):
     _network(netd, net_clean, name + "-1")
     _network(netd, net_clean, name + "-2")
