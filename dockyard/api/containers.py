@@ -5,10 +5,12 @@ request alone (bad condition, no stream chosen, bad filter) are rejected before 
 """
 
 import asyncio
+import base64
 import json
 import os
 import re
 import struct
+import tempfile
 import time
 
 from dockyard import errdefs
@@ -336,6 +338,84 @@ def setup(router: Router, eng) -> None:
             procs.append([str(uid), str(pid), str(st[0]), "0", "", "?", "", st[1]])
         return json_response({"Titles": titles, "Processes": procs})
 
+    async def stats(req: Request):
+        # docker-py sends stream=False, the CLI stream=0; absent means stream (moby's default).
+        stream = req.qbool("stream", True)
+        samples = eng.stats(req.params["id"], stream=stream, one_shot=req.qbool("one-shot"))
+
+        async def body():
+            async for s in samples:
+                yield json.dumps(s).encode() + b"\n"
+
+        return Stream(body())
+
+    def path_stat_header(st: dict) -> tuple:
+        return ("X-Docker-Container-Path-Stat", base64.b64encode(json.dumps(st).encode()).decode())
+
+    async def archive_get(req: Request):
+        path = req.q("path")
+        if not path:
+            raise errdefs.InvalidArgument("path is required")
+        if req.method == "HEAD":
+            st = await eng.archive_stat(req.params["id"], path)
+            return Response(200, headers=[path_stat_header(st)])
+        st, tar = await eng.get_archive(req.params["id"], path)
+
+        async def body():
+            try:
+                while chunk := await asyncio.to_thread(tar.read, 1 << 20):
+                    yield chunk
+            finally:
+                tar.close()
+
+        return Stream(body(), "application/x-tar", headers=[path_stat_header(st)])
+
+    async def archive_put(req: Request):
+        path = req.q("path")
+        if not path:
+            raise errdefs.InvalidArgument("path is required")
+        eng.get(req.params["id"])  # 404 before reading the body
+        with tempfile.SpooledTemporaryFile(32 << 20) as tar:
+            async for chunk in req.chunks():
+                await asyncio.to_thread(tar.write, chunk)
+            tar.seek(0)
+            await eng.put_archive(req.params["id"], path, tar, req.qbool("noOverwriteDirNonDir"),
+                                  req.qbool("copyUIDGID"))
+        return Response(200)
+
+    async def changes(req: Request):
+        return json_response(await eng.changes(req.params["id"]) or None)
+
+    async def export(req: Request):
+        tar = await eng.export(req.params["id"])
+
+        async def body():
+            try:
+                while chunk := await asyncio.to_thread(tar.read, 1 << 20):
+                    yield chunk
+            finally:
+                tar.close()
+
+        return Stream(body(), "application/x-tar")
+
+    async def commit(req: Request):
+        ref = req.q("container")
+        if not ref:
+            raise errdefs.InvalidArgument("container is required")
+        raw = await req.body()
+        try:
+            config = json.loads(raw) if raw.strip() else None
+        except ValueError as e:
+            raise errdefs.InvalidArgument(f"invalid JSON body: {e}") from None
+        if config is not None and not isinstance(config, dict):
+            raise errdefs.InvalidArgument("the commit body must be a JSON object (a container Config)")
+        # The CLI repeats changes=; docker-py sends one value that may hold several lines.
+        changes = [line for v in req.query.get("changes") or [] for line in v.splitlines()]
+        image = await eng.commit(ref, repo=req.q("repo") or "", tag=req.q("tag") or "",
+                                 comment=req.q("comment") or "", author=req.q("author") or "",
+                                 pause=req.qbool("pause", True), changes=changes, config=config)
+        return json_response({"Id": image.id}, 201)
+
     async def prune(req: Request):
         filters = req.filters()
         for k in filters:
@@ -437,4 +517,10 @@ def setup(router: Router, eng) -> None:
     router.add("GET", C + "/logs", logs)
     router.add("POST", C + "/attach", attach)
     router.add("GET", C + "/top", top)
+    router.add("GET", C + "/stats", stats)
+    router.add("GET", C + "/changes", changes)
+    router.add("GET", C + "/export", export)
+    router.add("POST", "/commit", commit)
+    router.add("GET", C + "/archive", archive_get)
+    router.add("PUT", C + "/archive", archive_put)
 

@@ -550,3 +550,145 @@ def unpause(containers):
     for_each(containers, lambda n: (c.post(f"/containers/{quote(n)}/unpause"), print(n)))
 
 COMMANDS = [run, create, start, attach, stop, restart, kill, rm, wait, rename, top, logs, ps, exec_, pause, unpause]
+
+
+# -- stats --------------------------------------------------------------------------------------
+
+_STATS_TABLE = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}"
+                "\t{{.BlockIO}}\t{{.PIDs}}")
+_STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+                  "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+                  "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+_BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+
+
+def bytes_size(size: float) -> str:
+    """go-units BytesSize: binary units, %.4g ("64MiB", "1.367MiB")."""
+    i = 0
+    while size >= 1024.0 and i < len(_BINARY) - 1:
+        size /= 1024.0
+        i += 1
+    return f"{size:.4g}{_BINARY[i]}"
+
+
+def stats_row(ref: str, s: dict) -> dict:
+    """One table row from a StatsResponse, computed client-side as docker's stats_helpers.go does."""
+    cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
+    sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    ncpu = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [])
+    cpu_pct = cpu_delta / sys_delta * ncpu * 100.0 if cpu_delta > 0 and sys_delta > 0 else 0.0
+    mem = s.get("memory_stats") or {}
+    extra = mem.get("stats") or {}
+    usage = mem.get("usage", 0) - extra.get("total_inactive_file", extra.get("inactive_file", 0))
+    usage = max(usage, 0)
+    limit = mem.get("limit", 0)
+    nets = (s.get("networks") or {}).values()
+    blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    rd = sum(b.get("value", 0) for b in blk if b.get("op", "").lower() == "read")
+    wr = sum(b.get("value", 0) for b in blk if b.get("op", "").lower() == "write")
+    running = s.get("read") != "0001-01-01T00:00:00Z"
+    return {"ID": (s.get("id") or ref)[:12], "Container": ref, "Name": (s.get("name") or "").lstrip("/") or "--",
+            "CPUPerc": f"{cpu_pct:.2f}%" if running else "0.00%",
+            "MemUsage": f"{bytes_size(usage)} / {bytes_size(limit)}" if running else "0B / 0B",
+            "MemPerc": f"{usage / limit * 100.0 if limit else 0.0:.2f}%",
+            "NetIO": f"{human_size(sum(n.get('rx_bytes', 0) for n in nets))} / "
+                     f"{human_size(sum(n.get('tx_bytes', 0) for n in nets))}",
+            "BlockIO": f"{human_size(rd)} / {human_size(wr)}",
+            "PIDs": str((s.get("pids_stats") or {}).get("current", 0))}
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
+@click.option("--no-stream", is_flag=True, help="Print one sample and exit")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output")
+@click.option("--format", "fmt", help="Go template (or 'table ...', 'json')")
+@click.argument("containers", nargs=-1)
+def stats(all_, no_stream, no_trunc, fmt, containers):
+    """Display a live stream of container resource usage statistics."""
+    fmt = fmt or _STATS_TABLE
+    check_format(fmt)
+    c = client()
+    while True:
+        refs = list(containers) or [x["Id"] for x in c.get("/containers/json", {"all": 1 if all_ else None}) or []]
+        rows, failed = [], False
+        for ref in refs:
+            try:
+                s = c.get(f"/containers/{quote(ref)}/stats", {"stream": 0})
+            except APIError as e:
+                err(f"Error response from daemon: {e.message}")
+                failed = True
+                continue
+            row = stats_row(ref, s)
+            if no_trunc:
+                row["ID"] = s.get("id") or ref
+            rows.append(row)
+        if failed:
+            sys.exit(1)
+        if not no_stream:
+            sys.stdout.write("\033[2J\033[H")  # docker redraws the whole screen each second
+        sys.stdout.write(render_rows(fmt, rows, _STATS_HEADERS))
+        sys.stdout.flush()
+        if no_stream:
+            return
+
+
+COMMANDS.append(stats)
+
+from dockyard.cli.copy import cp  # noqa: E402 (its own module: docker cp's rules are long)
+
+COMMANDS.append(cp)
+
+
+# -- diff / export / commit ---------------------------------------------------------------------
+
+@click.command()
+@click.argument("container")
+def diff(container):
+    """Inspect changes to files or directories on a container's filesystem."""
+    for ch in client().get(f"/containers/{quote(container)}/changes") or []:
+        print(f"{'CAD'[ch['Kind']] if ch['Kind'] in (0, 1, 2) else '?'} {ch['Path']}")
+
+
+@click.command()
+@click.option("-o", "--output", help="Write to a file, instead of STDOUT")
+@click.argument("container")
+def export(output, container):
+    """Export a container's filesystem as a tar archive."""
+    if not output and sys.stdout.isatty():
+        raise CLIError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    resp = client().open("GET", f"/containers/{quote(container)}/export", own_conn=True)
+    out = open(output + ".tmp", "wb") if output else sys.stdout.buffer
+    try:
+        while data := resp.read1():
+            out.write(data)
+        out.flush()
+    except BaseException:
+        if output:
+            out.close()
+            os.unlink(output + ".tmp")
+        raise
+    if output:
+        out.close()
+        os.replace(output + ".tmp", output)  # no half-written file under the final name
+
+
+@click.command()
+@click.option("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
+@click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image")
+@click.option("-m", "--message", default="", help="Commit message")
+@click.option("-p", "--pause", type=click.BOOL, default=True, help="Pause container during commit (--pause=false)")
+@click.argument("container")
+@click.argument("repository", required=False)
+def commit(author, changes, message, pause, container, repository):
+    """Create a new image from a container's changes."""
+    repo, tag = "", ""
+    if repository:
+        repo, tag = split_ref(repository)
+    res = client().post("/commit", {"container": container, "repo": repo or None, "tag": tag or None,
+                                            "comment": message or None, "author": author or None,
+                                            "pause": None if pause else "0", "changes": list(changes) or None})
+    print(res["Id"])
+
+
+COMMANDS += [diff, export, commit]

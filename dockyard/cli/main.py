@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from dockyard.cli import build, containers, images, networks, registry, system, volumes
+from dockyard.cli import build, containers, copy, images, networks, registry, system, volumes
 from dockyard.cli.client import DEFAULT_HOST, APIError, DaemonUnavailable
 from dockyard.cli.common import CLIError, client, confirm
 from dockyard.cli.format import TemplateError, human_size
@@ -60,6 +60,8 @@ for name, cmd in {"run": containers.run, "create": containers.create, "start": c
                   "list": containers.ps, "ps": containers.ps, "logs": containers.logs,
                   "wait": containers.wait, "rename": containers.rename, "top": containers.top,
                   "exec": containers.exec_, "pause": containers.pause, "unpause": containers.unpause,
+                  "stats": containers.stats, "diff": containers.diff, "export": containers.export,
+                  "commit": containers.commit, "cp": copy.cp,
                   "inspect": system.inspect_command("container"),
                   "prune": container_prune}.items():
     container.add_command(cmd, name)

@@ -38,6 +38,19 @@ objects; it never reaches into ``images`` or ``runtime`` directly except through
         -> AttachSession                     # subscribe before start so no output is lost
     await eng.rename(ref, new_name)
 
+    # stats, cp, diff, export, commit (stats.py, copy.py, layers.py)
+    eng.stats(ref, stream=True, one_shot=False) -> AsyncIterator[dict]   # moby StatsResponse; a
+        # stopped container yields the all-zero sample; stream=False samples twice ~1 s apart
+    await eng.archive_stat(ref, path) -> dict     # PathStat {name,size,mode (Go FileMode),mtime,linkTarget}
+    await eng.get_archive(ref, path) -> (dict, file)   # tar spooled to a temp file (caller closes)
+    await eng.put_archive(ref, path, fileobj, no_overwrite_dir_non_dir=False, copy_uidgid=False)
+        # container paths go through safepath (root: /proc/<pid>/root, or the rootfs mounted for
+        # the call); missing -> NotFound("Could not find the file <path> in container <name>")
+    await eng.changes(ref) -> list[dict]          # docker diff, engine's /etc files hidden
+    await eng.export(ref) -> file                 # flattened rootfs tar (caller closes)
+    await eng.commit(ref, repo="", tag="", comment="", author="", pause=True, changes=(), config=None)
+        -> Image                                  # config overrides the container's Config
+
     # exec (records in memory, as in Docker; execs.py)
     eid = await eng.create_exec(ref, cmd, env=None, user="", workdir="", tty=False, stdin=False,
                                 stdout=True, stderr=True, privileged=False, detach_keys="",

@@ -33,9 +33,12 @@ from dockyard.engine import (CREATED, DEAD, EXITED, PAUSED, REMOVING, RESTARTING
                              Container, State)
 from dockyard.engine import config as cfgplan
 from dockyard.engine import names, networking, ocispec, restart as restartpolicy, sysmount
+from dockyard.engine import stats as statsmod
 from dockyard.engine.attach import Session
 from dockyard.engine.events import EventingImages, EventLog
+from dockyard.engine.copy import CopyOps
 from dockyard.engine.execs import ExecOps
+from dockyard.engine.layers import LayerOps
 from dockyard.engine.logs import LogRotator, read_logs
 from dockyard.engine.state import StateDB
 from dockyard.engine.volumes import VolumeStore, validate_volume_name
@@ -51,7 +54,7 @@ def rfc3339(ns: int | None = None) -> str:
     return f"{base}.{frac}Z" if frac else base + "Z"
 
 
-class Engine(ExecOps):
+class Engine(ExecOps, CopyOps, LayerOps):
     def __init__(self, data_root, exec_root, images, runtime, db):
         self.data_root, self.exec_root = data_root, exec_root
         self.images, self.runtime, self._db = images, runtime, db
@@ -837,7 +840,7 @@ class Engine(ExecOps):
         c = self.get(ref)
         new = names.normalize(new_name)
         if new == c.name:
-            raise errdefs.InvalidArgument(f"Renaming a container with the same name as its current name")
+            raise errdefs.InvalidArgument("Renaming a container with the same name as its current name")
         async with self._locks[c.id]:
             old = c.name
             c.name = new
@@ -852,6 +855,38 @@ class Engine(ExecOps):
                 c.network_settings = await asyncio.to_thread(networking.settings, self.nm, c)
                 await asyncio.to_thread(self._db.update_container, c)
             self._cev(c, "rename", oldName=old)
+
+    # ---- stats ------------------------------------------------------------------------------
+    def stats(self, ref: str, stream: bool = True, one_shot: bool = False):
+        """Checks now (NotFound), then returns an async iterator of moby ``StatsResponse`` dicts:
+        one per second while ``stream``; else one, sampled twice ~1 s apart so ``precpu_stats`` is
+        filled (``one_shot`` skips the second sample, as API 1.41 does)."""
+        c = self.get(ref)
+        return self._stats(c, stream, one_shot)
+
+    async def _stats(self, c: Container, stream: bool, one_shot: bool):
+        prev = statsmod.idle_sample()
+        first = True
+        while True:
+            if c.state.running and c.state.pid and c.id in self._containers:
+                try:
+                    cg = await asyncio.to_thread(self.runtime.cgroup, c.id)
+                    cur = await asyncio.to_thread(statsmod.sample, cg, c.state.pid, rfc3339())
+                except errdefs.DockyardError:  # exited between the check and the read
+                    cur = statsmod.idle_sample()
+            else:
+                cur = statsmod.idle_sample()
+            if first and not stream and not one_shot and cur["read"] != statsmod.ZERO_TIME:
+                first, prev = False, cur
+                await asyncio.sleep(1)
+                continue
+            first = False
+            out = dict(cur, preread=prev["read"], precpu_stats=prev["cpu_stats"], name=c.name, id=c.id)
+            yield out
+            if not stream:
+                return
+            prev = cur
+            await asyncio.sleep(1)
 
     # ---- logs / attach ----------------------------------------------------------------------
     def logs(self, ref, stdout=True, stderr=True, follow=False, since_ns=0, until_ns=0, tail=-1):
