@@ -188,6 +188,14 @@ def dockyard_cgroup_dirs() -> set[str]:
     return found
 
 
+def _cgroup_has_procs(cg: str) -> bool:
+    try:
+        with open(os.path.join(cg, "cgroup.procs")) as f:
+            return bool(f.read().strip())
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class HostState:
     mounts: frozenset
@@ -197,8 +205,8 @@ class HostState:
     def leaks_since(self, before: "HostState") -> list[str]:
         """Human-readable list of what exists now and did not before (empty = nothing leaked).
 
-        Cgroup dirs are global: this assumes no other dockyard daemon creates containers at the
-        same moment (true in CI).
+        Cgroup dirs are global: live ones of containers this daemon never knew are left out (they
+        belong to another daemon on the machine); see ``Daemon.snapshot``.
         """
         return ([f"mount {m}" for m in sorted(self.mounts - before.mounts)]
                 + [f"cgroup {c}" for c in sorted(self.cgroups - before.cgroups)]
@@ -345,8 +353,14 @@ class Daemon:
             ids = self.container_ids()
         except OSError:
             pass
+        known = self._our_ids() | ids
+        # Cgroup dirs are global. A live cgroup of a container this daemon never knew belongs to
+        # another daemon on the machine (another test run, a developer's daemon); a leak of ours is
+        # a cgroup of one of our IDs, or an empty one left behind.
+        cgroups = {cg for cg in dockyard_cgroup_dirs()
+                   if os.path.basename(cg) in known or not _cgroup_has_procs(cg)}
         return HostState(frozenset(mounts_under(self.data_root, self.exec_root)),
-                         frozenset(dockyard_cgroup_dirs()), frozenset(ids))
+                         frozenset(cgroups), frozenset(ids))
 
     def import_image(self, tar_path: str, repo="busybox", tag="latest"):
         with open(tar_path, "rb") as f:
