@@ -168,15 +168,74 @@ def container_pids(init_pid: int) -> list[int]:
     return sorted(out)
 
 
-def session_pump(sess, tty: bool, want_stdin: bool, stdin_once: bool):
-    """The Hijack ``run`` that copies a hijacked socket to and from an engine session (attach, exec)."""
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+_CTRL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """Docker's detach-key syntax ("ctrl-p,ctrl-q", "a,ctrl-@") -> the byte sequence it stands for."""
+    out = bytearray()
+    for key in spec.split(","):
+        low = key.lower()
+        if len(key) == 1 and key.isascii():
+            out.append(ord(key))
+        elif low.startswith("ctrl-") and len(low) == 6 and "a" <= low[5] <= "z":
+            out.append(ord(low[5]) - ord("a") + 1)
+        elif low.startswith("ctrl-") and len(low) == 6 and low[5] in _CTRL:
+            out.append(_CTRL[low[5]])
+        else:
+            raise errdefs.InvalidArgument(f"Invalid detach keys ({spec}) provided")
+    return bytes(out)
+
+
+class DetachMatcher:
+    """Finds the detach sequence in a stdin stream. Bytes that may start it are held back until
+    the sequence completes (detach: they are never sent) or breaks (they are sent after all)."""
+
+    def __init__(self, keys: bytes):
+        self.keys, self.held = keys, b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """-> (bytes to forward, detach now?)."""
+        out = bytearray()
+        for b in data:
+            if b == self.keys[len(self.held)]:
+                self.held += bytes([b])
+                if self.held == self.keys:
+                    self.held = b""
+                    return bytes(out), True
+                continue
+            out += self.held
+            self.held = b""
+            if b == self.keys[0]:
+                self.held = bytes([b])
+                if self.held == self.keys:
+                    self.held = b""
+                    return bytes(out), True
+            else:
+                out.append(b)
+        return bytes(out), False
+
+
+def session_pump(sess, tty: bool, want_stdin: bool, stdin_once: bool, detach_keys: bytes = b""):
+    """The Hijack ``run`` that copies a hijacked socket to and from an engine session (attach, exec).
+    With ``detach_keys``, that sequence on stdin ends the connection and leaves the process running."""
 
     async def run(reader, writer, early: bytes):
+        matcher = DetachMatcher(detach_keys) if detach_keys and want_stdin else None
+
         async def pump_stdin():
             data = early
             while True:
                 if data and want_stdin:
-                    await sess.write_stdin(data)
+                    detached = False
+                    if matcher:
+                        data, detached = matcher.feed(data)
+                    if data:
+                        await sess.write_stdin(data)
+                    if detached:
+                        await sess.detach()  # the connection ends; stdin stays open for a later attach
+                        return
                 data = await reader.read(65536)
                 if not data:
                     break
@@ -312,12 +371,13 @@ def setup(router: Router, eng) -> None:
         c = eng.get(req.params["id"])
         tty = bool((c.config or {}).get("Tty"))
         want_stdin = req.qbool("stdin")
-        stdin_once = bool((c.config or {}).get("StdinOnce"))
+        stdin_once = bool((c.config or {}).get("StdinOnce")) and not tty  # moby: a TTY's stdin stays open
+        keys = parse_detach_keys(req.q("detachKeys") or DEFAULT_DETACH_KEYS)
         # Subscribe before the 101 goes out, so output of a container started right after is kept.
         sess = await eng.attach(c.id, stdin=want_stdin, stdout=req.qbool("stdout"), stderr=req.qbool("stderr"),
                                 logs=req.qbool("logs"), stream=req.qbool("stream"))
 
-        run = session_pump(sess, tty, want_stdin, stdin_once)
+        run = session_pump(sess, tty, want_stdin, stdin_once, keys)
         ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
         return Hijack(run, ctype, cleanup=sess.close)
 
@@ -443,6 +503,13 @@ def setup(router: Router, eng) -> None:
                 pass  # started meanwhile
         return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
 
+    async def update(req: Request):
+        body = await req.json()
+        if not isinstance(body, dict):
+            raise errdefs.InvalidArgument("invalid update body: expected a JSON object")
+        warnings = await eng.update(req.params["id"], body)
+        return json_response({"Warnings": warnings})
+
     async def pause(req: Request):
         await eng.pause(req.params["id"])
 
@@ -498,6 +565,7 @@ def setup(router: Router, eng) -> None:
     E = r"/exec/(?P<id>[^/]+)"
     router.add("POST", C + "/exec", exec_create)
     router.add("POST", C + "/pause", pause)
+    router.add("POST", C + "/update", update)
     router.add("POST", C + "/unpause", unpause)
     router.add("POST", E + "/start", exec_start)
     router.add("POST", E + "/resize", exec_resize)

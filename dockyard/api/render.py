@@ -42,7 +42,8 @@ def status_text(c, now: float | None = None) -> str:
     st = c.state
     now = time.time() if now is None else now
     if st.status == "running":
-        return "Up " + human_duration(now - to_unix(st.started_at))
+        health = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+        return "Up " + human_duration(now - to_unix(st.started_at)) + health.get((st.health or {}).get("Status"), "")
     if st.status == "paused":
         return "Up " + human_duration(now - to_unix(st.started_at)) + " (Paused)"
     if st.status == "restarting":
@@ -189,6 +190,7 @@ def container_inspect(c, size: bool = False) -> dict:
             "Error": st.error,
             "StartedAt": st.started_at,
             "FinishedAt": st.finished_at,
+            **({"Health": st.health} if st.health else {}),
         },
         "Image": c.image_id,
         "ResolvConfPath": os.path.join(bundle, "resolv.conf") if bundle else "",

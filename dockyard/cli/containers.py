@@ -64,6 +64,12 @@ _CREATE_FLAGS = [
     click.option("--restart", help="Restart policy (no, always, unless-stopped, on-failure[:N])"),
     click.option("--log-driver", help="Logging driver"),
     click.option("--log-opt", multiple=True, help="Log driver options (K=V)"),
+    click.option("--health-cmd", help="Command to run to check health"),
+    click.option("--health-interval", help="Time between running the check (ms|s|m|h)"),
+    click.option("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h)"),
+    click.option("--health-retries", type=int, help="Consecutive failures needed to report unhealthy"),
+    click.option("--health-start-period", help="Start period for the container to initialize (ms|s|m|h)"),
+    click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"),
 ]
 
 _ARGS_CTX = {"allow_interspersed_args": False}
@@ -549,7 +555,29 @@ def unpause(containers):
     c = client()
     for_each(containers, lambda n: (c.post(f"/containers/{quote(n)}/unpause"), print(n)))
 
-COMMANDS = [run, create, start, attach, stop, restart, kill, rm, wait, rename, top, logs, ps, exec_, pause, unpause]
+@click.command()
+@click.option("-m", "--memory", help="Memory limit")
+@click.option("--memory-swap", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap")
+@click.option("--cpus", help="Number of CPUs")
+@click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+@click.option("--cpu-quota", type=int, help="Limit CPU CFS (Completely Fair Scheduler) quota")
+@click.option("--cpu-period", type=int, help="Limit CPU CFS (Completely Fair Scheduler) period")
+@click.option("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+@click.option("--pids-limit", type=int, help="Tune container pids limit (set -1 for unlimited)")
+@click.option("--restart", help="Restart policy to apply when a container exits")
+@click.argument("containers", nargs=-1, required=True)
+def update(containers, **o):
+    """Update configuration of one or more containers."""
+    try:
+        body = optparse.build_update(o)
+    except ValueError as e:
+        raise CLIError(f"dockyard: {e}", 125) from e
+    c = client()
+    for_each(containers, lambda n: (c.post(f"/containers/{quote(n)}/update", body=body), print(n)))
+
+
+COMMANDS = [run, create, start, attach, stop, restart, kill, rm, wait, rename, top, logs, ps, exec_, pause, unpause,
+            update]
 
 
 # -- stats --------------------------------------------------------------------------------------

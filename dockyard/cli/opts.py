@@ -180,6 +180,29 @@ def parse_restart(s: str) -> dict:
     return {"Name": m.group(1), "MaximumRetryCount": int(m.group(2) or 0)}
 
 
+def build_update(o: dict) -> dict:
+    """`update` flags -> the /containers/{id}/update body (fields left out keep their value)."""
+    body = {}
+    if o.get("memory"):
+        body["Memory"] = ram_in_bytes(o["memory"])
+    if o.get("memory_swap"):
+        body["MemorySwap"] = -1 if o["memory_swap"] == "-1" else ram_in_bytes(o["memory_swap"])
+    if o.get("cpus"):
+        try:
+            body["NanoCpus"] = int(round(float(o["cpus"]) * 1e9))
+        except ValueError as e:
+            raise ValueError(f"invalid argument \"{o['cpus']}\" for \"--cpus\" flag") from e
+    for flag, key in (("cpu_shares", "CpuShares"), ("cpu_quota", "CpuQuota"), ("cpu_period", "CpuPeriod"),
+                      ("cpuset_cpus", "CpusetCpus"), ("pids_limit", "PidsLimit")):
+        if o.get(flag) is not None:
+            body[key] = o[flag]
+    if o.get("restart"):
+        body["RestartPolicy"] = parse_restart(o["restart"])
+    if not body:
+        raise ValueError("you must provide one or more flags when using this command")
+    return body
+
+
 def _endpoint(o: dict) -> dict:
     """The EndpointSettings of the run's network (--ip, --network-alias, --mac-address), as docker 28."""
     ep = {}
@@ -190,6 +213,41 @@ def _endpoint(o: dict) -> dict:
     if o.get("mac_address"):
         ep["MacAddress"] = o["mac_address"]
     return ep
+
+
+_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_duration(s: str, flag: str) -> int:
+    """A Go duration ("1m30s", "500ms", "2s") -> nanoseconds."""
+    parts = re.findall(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)", s or "")
+    if not s or "".join(a + u for a, u in parts) != s:
+        raise ValueError(f'invalid argument "{s}" for "{flag}" flag: time: invalid duration "{s}"')
+    return int(sum(float(a) * _DURATION_UNITS[u] for a, u in parts))
+
+
+def parse_healthcheck(o: dict) -> dict | None:
+    """The --health-* / --no-healthcheck flags -> Config.Healthcheck (None: the image's)."""
+    fields = {k: o.get(k) for k in ("health_cmd", "health_interval", "health_timeout", "health_retries",
+                                    "health_start_period")}
+    if o.get("no_healthcheck"):
+        if any(v is not None for v in fields.values()):
+            raise ValueError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if all(v is None for v in fields.values()):
+        return None
+    hc = {"Test": ["CMD-SHELL", o["health_cmd"]] if o.get("health_cmd") else None}
+    for key, flag in (("Interval", "interval"), ("Timeout", "timeout"), ("StartPeriod", "start_period")):
+        v = parse_duration(fields["health_" + flag], "--health-" + flag.replace("_", "-")) \
+            if fields["health_" + flag] else 0
+        if v < 0:
+            raise ValueError(f"--health-{flag.replace('_', '-')} cannot be negative")
+        hc[key] = v
+    retries = fields["health_retries"] or 0
+    if retries < 0:
+        raise ValueError("--health-retries cannot be negative")
+    hc["Retries"] = retries
+    return hc
 
 
 def build_create(o: dict, image: str, command: tuple, console_size=(0, 0)) -> tuple[dict, dict]:
@@ -278,6 +336,9 @@ def build_create(o: dict, image: str, command: tuple, console_size=(0, 0)) -> tu
         "HostConfig": host_config,
         "NetworkingConfig": {"EndpointsConfig": {network: _endpoint(o)}},
     }
+    healthcheck = parse_healthcheck(o)
+    if healthcheck is not None:
+        config["Healthcheck"] = healthcheck
     if o.get("stop_signal"):
         config["StopSignal"] = o["stop_signal"]
     if o.get("stop_timeout") is not None:

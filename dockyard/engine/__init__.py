@@ -100,6 +100,7 @@ class State:
     oom_killed: bool = False
     started_at: str = "0001-01-01T00:00:00Z"  # Go RFC3339Nano, UTC
     finished_at: str = "0001-01-01T00:00:00Z"
+    health: dict | None = None  # Docker's State.Health {Status, FailingStreak, Log}; None: no healthcheck
 
     @property
     def running(self) -> bool:
@@ -174,6 +175,11 @@ class AttachSession:
 
     async def close(self) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    async def detach(self) -> None:
+        """The client typed the detach keys: its stream ends, the process keeps its stdin open
+        (unlike a client that went away, which closes a StdinOnce container's stdin)."""
+        await self.close()
 
 
 def __getattr__(name):

@@ -28,6 +28,7 @@ class Session(AttachSession):
         self._done = False
         self._exited: asyncio.Event | None = None
         self._end_task = None
+        self._detached = False
         self.on_close = None  # set by the engine: unregisters the session
 
     # -- engine side -------------------------------------------------------------------------
@@ -63,7 +64,9 @@ class Session(AttachSession):
             return
         except OSError:
             msg = b""
-        if not msg:
+        if not msg or self._detached:
+            if msg:
+                return  # detached: output is dropped until conmon closes the socket
             self._drop_socket()
             self._done = True
             self._end_task = asyncio.get_running_loop().create_task(self._end_after_exit())
@@ -134,8 +137,17 @@ class Session(AttachSession):
         if self._sock is not None:
             self._shutdown_write()
 
+    async def detach(self) -> None:
+        # conmon closes the container's stdin when the last attach socket of a StdinOnce container
+        # closes; a detach must not, so the socket stays open (its output dropped) until conmon
+        # closes it at exit.
+        if self._sock is not None:
+            self._detached = True
+        await self.close()
+
     async def close(self) -> None:
-        self._drop_socket()
+        if not self._detached:
+            self._drop_socket()
         if not self._done:
             self._done = True
             self._queue.put_nowait(None)

@@ -89,6 +89,13 @@ def merge_config(config: dict, image_config: dict) -> dict:
             c[key] = img[key]
     if c.get("Healthcheck") is None and img.get("Healthcheck"):
         c["Healthcheck"] = img["Healthcheck"]
+    elif c.get("Healthcheck") and img.get("Healthcheck"):
+        # Docker: a healthcheck given without a Test (or with zero timings) inherits the image's.
+        hc = dict(c["Healthcheck"])
+        for k in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
+            if not hc.get(k) and img["Healthcheck"].get(k):
+                hc[k] = img["Healthcheck"][k]
+        c["Healthcheck"] = hc
     for key in ("Labels", "ExposedPorts", "Volumes"):
         merged = dict(img.get(key) or {})
         merged.update(c.get(key) or {})

@@ -38,6 +38,7 @@ from dockyard.engine.attach import Session
 from dockyard.engine.events import EventingImages, EventLog
 from dockyard.engine.copy import CopyOps
 from dockyard.engine.execs import ExecOps
+from dockyard.engine.health import HealthOps, validate as validate_health
 from dockyard.engine.layers import LayerOps
 from dockyard.engine.logs import LogRotator, read_logs
 from dockyard.engine.state import StateDB
@@ -54,7 +55,7 @@ def rfc3339(ns: int | None = None) -> str:
     return f"{base}.{frac}Z" if frac else base + "Z"
 
 
-class Engine(ExecOps, CopyOps, LayerOps):
+class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
     def __init__(self, data_root, exec_root, images, runtime, db):
         self.data_root, self.exec_root = data_root, exec_root
         self.images, self.runtime, self._db = images, runtime, db
@@ -74,6 +75,7 @@ class Engine(ExecOps, CopyOps, LayerOps):
         self.nm = None  # dockyard.network.NetworkManager (None: no bridge networking)
         self.dns = None
         self._init_execs()
+        self._init_health()
         self.events = EventLog()
 
     # ---- open / close ------------------------------------------------------------------------
@@ -116,6 +118,8 @@ class Engine(ExecOps, CopyOps, LayerOps):
             os.close(fd)
         self._watches.clear()
         self._close_execs()
+        for cid in list(self._health_tasks):
+            self._stop_health(cid)
         for t in list(self._tasks):
             t.cancel()
         for sessions in self._sessions.values():
@@ -142,6 +146,8 @@ class Engine(ExecOps, CopyOps, LayerOps):
                 if mpid:
                     self._exited[c.id] = asyncio.Event()
                     self._watch(c.id, mpid)
+                    if c.id in self._watches:
+                        self._start_health(c)
                 else:  # exited while we were away: conmon recorded the code
                     await self._handle_exit(c.id)
             elif c.state.status == EXITED and c.host_config.get("AutoRemove"):
@@ -228,6 +234,7 @@ class Engine(ExecOps, CopyOps, LayerOps):
             name = "/" + names.random_name(self._taken)
         image = await asyncio.to_thread(self.images.resolve, image_ref)
         merged = cfgplan.merge_config(config, (image.config or {}).get("config") or {})
+        validate_health(merged.get("Healthcheck"))
         hc = cfgplan.fill_host_config(host_config)
         networking_config = await self._check_network_mode(hc, dict(networking_config or {}))
         mounts = cfgplan.plan_mounts(hc, merged.get("Volumes"))
@@ -370,6 +377,7 @@ class Engine(ExecOps, CopyOps, LayerOps):
                         "propagation": "", "read/write": str(not m.get("ReadOnly", False)).lower()})
             self._network_events(c, "connect", (c.network_settings or {}).get("Networks"))
             self._cev(c, "start")
+            self._start_health(c)
             if self._rotator:
                 self._rotator.track(c)
 
@@ -413,10 +421,12 @@ class Engine(ExecOps, CopyOps, LayerOps):
             # max-file=1; with more files the engine rotates by rename (LogRotator).
             stdin = bool(c.config.get("OpenStdin"))
             # StdinOnce (docker run -i): the container's stdin closes when the attached client
-            # closes its stdin; otherwise it stays open across attach sessions.
+            # closes its stdin; otherwise it stays open across attach sessions. With a TTY it
+            # always stays open (moby): `run -it` then detach, attach again, and type on.
             created = self.runtime.create(c.id, c.bundle, terminal=bool(c.config.get("Tty")), stdin=stdin,
                                           log_path=c.log_path, log_size_max=max_size if max_file <= 1 else None,
-                                          leave_stdin_open=stdin and not c.config.get("StdinOnce"))
+                                          leave_stdin_open=stdin and not (c.config.get("StdinOnce")
+                                                                                  and not c.config.get("Tty")))
         except BaseException:
             sysmount.unmount(c.rootfs)
             raise
@@ -556,6 +566,7 @@ class Engine(ExecOps, CopyOps, LayerOps):
         async with self._locks[cid]:
             if not c.state.running:
                 return
+            self._stop_health(cid)
             try:
                 status = await asyncio.to_thread(self.runtime.exit_status, cid)
             except errdefs.NotFound:  # runtime state already gone (a teardown half done before a crash)
@@ -736,6 +747,45 @@ class Engine(ExecOps, CopyOps, LayerOps):
             c.state.status = PAUSED
             await asyncio.to_thread(self._db.update_container, c)
             self._cev(c, "pause")
+
+    async def update(self, ref: str, changes: dict) -> list[str]:
+        """``docker update``: new limits and restart policy, stored for later starts and applied
+        at once to a running container's cgroup. Absent or zero fields keep their value (Docker's
+        rule); PidsLimit 0 or -1 means unlimited. Returns warnings."""
+        c = self.get(ref)
+        async with self._locks[c.id]:
+            if c.state.status in (REMOVING, DEAD):
+                raise errdefs.Conflict(f"Cannot update container {c.id}: container is marked for removal")
+            hc = dict(c.host_config)
+            for key in _UPDATABLE:
+                v = changes.get(key)
+                if key == "PidsLimit":
+                    if v is not None:
+                        hc[key] = v if v > 0 else None
+                elif key == "RestartPolicy":
+                    if isinstance(v, dict) and v.get("Name"):
+                        hc[key] = v
+                elif v:
+                    hc[key] = v
+            if changes.get("NanoCpus"):  # the two ways of capping CPU exclude each other
+                hc["CpuQuota"] = hc["CpuPeriod"] = 0
+            elif changes.get("CpuQuota") or changes.get("CpuPeriod"):
+                hc["NanoCpus"] = 0
+            if hc.get("NanoCpus") and (hc.get("CpuQuota") or hc.get("CpuPeriod")):
+                raise errdefs.InvalidArgument("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+            if hc.get("AutoRemove") and (hc["RestartPolicy"] or {}).get("Name", "no") != "no":
+                raise errdefs.InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled "
+                                              "for the container")
+            checked = cfgplan.fill_host_config(hc)  # the same validation as create; nothing changed yet
+            if c.state.status in (RUNNING, PAUSED):
+                res = ocispec.resources(checked)
+                if changes.get("PidsLimit") is not None and changes["PidsLimit"] <= 0:
+                    res["pids"] = {"limit": -1}  # lifting the limit is a write of "max"
+                await asyncio.to_thread(_update_cgroup, c.id, res)
+            c.host_config = checked
+            await asyncio.to_thread(self._db.update_container, c)
+            self._cev(c, "update")
+        return []
 
     async def unpause(self, ref: str):
         c = self.get(ref)
@@ -1204,6 +1254,21 @@ def _start_exit_code(msg: str) -> int:
     return 128
 
 
+_UPDATABLE = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod",
+              "CpusetCpus", "CpusetMems", "PidsLimit", "RestartPolicy")
+
+
+def _update_cgroup(cid: str, resources: dict):
+    from dockyard.runtime import cgroups
+
+    try:
+        cgroups.open(f"/dockyard/{cid}").update(resources)
+    except errdefs.DockyardError as e:
+        raise errdefs.InvalidArgument(f"Cannot update container {cid}: {e}") from e
+    except OSError as e:
+        raise errdefs.InvalidArgument(f"Cannot update container {cid}: {e.strerror}") from e
+
+
 def _write_json(path: str, obj):
     import json
 
@@ -1255,5 +1320,7 @@ def _matches(c: Container, filters: dict, eng) -> bool:
             return False
         if key == "volume" and not any(any(m.get("Name") == v or m["Destination"] == v for m in c.mount_plan)
                                        for v in values):
+            return False
+        if key == "health" and (c.state.health or {}).get("Status", "none") not in values:
             return False
     return True
