@@ -312,17 +312,8 @@ class Runtime:
     def open_attach(self, cid: str) -> socket.socket:
         """A connected attach socket. Goes through an O_PATH fd of the socket's directory, as a
         full path may exceed sun_path's 108 bytes."""
-        path = self.attach_socket(cid)
-        dfd = os.open(os.path.dirname(path), os.O_PATH)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            s.connect(f"/proc/self/fd/{dfd}/attach")
-        except OSError as e:
-            s.close()
-            raise errdefs.Conflict(f"cannot attach to container {cid}: {e.strerror}") from e
-        finally:
-            os.close(dfd)
-        return s
+        return self._connect(os.path.dirname(self.attach_socket(cid)), errdefs.Conflict,
+                             f"cannot attach to container {cid}")
 
     def _ctl(self, cid: str, line: str) -> None:
         ctl = os.path.join(self._meta(cid)["bundle"], "ctl")
@@ -484,7 +475,7 @@ class Runtime:
             for fd in pipes:
                 os.close(fd)
 
-    def _connect(self, sockdir: str) -> socket.socket:
+    def _connect(self, sockdir: str, kind=errdefs.Internal, what: str = "cannot attach to exec") -> socket.socket:
         # Through an O_PATH fd of the directory: the full path may exceed sun_path's 108 bytes.
         dfd = os.open(sockdir, os.O_PATH)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -492,7 +483,7 @@ class Runtime:
             s.connect(f"/proc/self/fd/{dfd}/attach")
         except OSError as e:
             s.close()
-            raise errdefs.Internal(f"cannot attach to exec: {e.strerror}") from e
+            raise kind(f"{what}: {e.strerror}") from e
         finally:
             os.close(dfd)
         return s
