@@ -290,7 +290,12 @@ class ImageStore:
         return self._image(self._resolve(ref)[0])
 
     def list(self) -> list[Image]:
-        images = [self._image(i) for (i,) in self._q("SELECT id FROM images")]
+        images = []
+        for (image_id,) in self._q("SELECT id FROM images"):
+            try:
+                images.append(self._image(image_id))
+            except NotFound:
+                continue  # deleted by another thread between the two reads: not listed, not an error
         images.sort(key=lambda im: (parse_time(im.created), im.id), reverse=True)
         return images
 
