@@ -25,7 +25,6 @@ Output goes to ``emit(text)`` line by line in ``docker build``'s words.
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import fcntl
 import hashlib
@@ -44,6 +43,7 @@ import tempfile
 from dockyard import errdefs, safepath
 from dockyard.build import dockerfile
 from dockyard.build.cache import BuildCache, hash_tree, step_key
+from dockyard.engine import sysmount
 from dockyard.images import archive
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -58,8 +58,6 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 _BUILTIN_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                  "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_MNT_DETACH = 2
 
 
 class BuildError(errdefs.InvalidArgument):
@@ -68,16 +66,6 @@ class BuildError(errdefs.InvalidArgument):
     def __init__(self, message: str, code: int | None = None):
         super().__init__(message)
         self.code = code
-
-
-def _mount_overlay(mounts, target: str) -> None:
-    (m,) = mounts
-    if _libc.mount(m.source.encode(), target.encode(), m.type.encode(), 0, ",".join(m.options).encode()) != 0:
-        raise errdefs.Internal(f"mount {m.type} on {target}: {os.strerror(ctypes.get_errno())}")
-
-
-def _unmount(target: str) -> None:
-    _libc.umount2(target.encode(), _MNT_DETACH)
 
 
 def _open_lock(path: str) -> int:
@@ -363,11 +351,11 @@ class Builder:
     def _with_mount(self, mounts, fn):
         target = tempfile.mkdtemp(dir=self.tmp, prefix="mnt-")
         try:
-            _mount_overlay(mounts, target)
+            sysmount.apply_rootfs(mounts, target)
             try:
                 return fn(target)
             finally:
-                _unmount(target)
+                sysmount.unmount(target)
         finally:
             os.rmdir(target)
 
@@ -660,8 +648,8 @@ class Builder:
         mounts = await asyncio.to_thread(self.store.prepare_rootfs, key, image)
         target = tempfile.mkdtemp(dir=self.tmp, prefix="from-")
         stack.callback(os.rmdir, target)
-        await asyncio.to_thread(_mount_overlay, mounts, target)
-        stack.callback(_unmount, target)
+        await asyncio.to_thread(sysmount.apply_rootfs, mounts, target)
+        stack.callback(sysmount.unmount, target)
         source = safepath.resolve(target, posixpath.normpath("/" + (m.source or "")).lstrip("/"))
         if not os.path.lexists(source):
             raise BuildError(f"RUN --mount from={m.from_}: source {m.source or '/'!r} not found in {image[7:19]}")
@@ -800,11 +788,11 @@ class Builder:
             mounts = await asyncio.to_thread(self.store.prepare_rootfs, key, src_image)
             target = tempfile.mkdtemp(dir=self.tmp, prefix="src-")
             try:
-                await asyncio.to_thread(_mount_overlay, mounts, target)
+                await asyncio.to_thread(sysmount.apply_rootfs, mounts, target)
                 try:
                     await self._copy_from(inst, target, srcs, dest, flags, chmod, src_image, heredocs)
                 finally:
-                    _unmount(target)
+                    sysmount.unmount(target)
             finally:
                 os.rmdir(target)
         finally:
