@@ -82,6 +82,10 @@ CREATE TABLE IF NOT EXISTS tags (
     name TEXT PRIMARY KEY,            -- docker.io/library/busybox:latest
     image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS repo_digests (
+    name TEXT PRIMARY KEY,            -- docker.io/library/busybox@sha256:<manifest digest>
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
 CREATE TABLE IF NOT EXISTS active (
     key TEXT PRIMARY KEY,
     image_id TEXT NOT NULL,           -- no FK: rmi -f may remove the image of a live rootfs
@@ -255,7 +259,8 @@ class ImageStore:
                 return image_id, None
             raise
         if r.digest:
-            rows = self._q("SELECT id FROM images WHERE manifest_digest=? OR id=?", (r.digest, r.digest))
+            rows = (self._q("SELECT image_id FROM repo_digests WHERE name=?", (str(r),))
+                    or self._q("SELECT id FROM images WHERE manifest_digest=? OR id=?", (r.digest, r.digest)))
             if rows:
                 return rows[0][0], None
             raise NotFound(f"No such image: {r.familiar()}")
@@ -283,8 +288,9 @@ class ImageStore:
         tags = sorted(reference.familiar(t) for (t,) in self._q("SELECT name FROM tags WHERE image_id=?", (image_id,)))
         (size,) = self._q("""SELECT COALESCE(SUM(s.size), 0) FROM image_layers l
                              JOIN snapshots s ON s.chain_id = l.chain_id WHERE l.image_id=?""", (image_id,))[0]
+        digests = sorted(reference.familiar(d) for (d,) in self._q("SELECT name FROM repo_digests WHERE image_id=?", (image_id,)))
         return Image(id=image_id, config=json.loads(self._config_bytes(image_id)), repo_tags=tags,
-                     repo_digests=[], manifest_digest=manifest_digest, size=size, parent=parent)
+                     repo_digests=digests, manifest_digest=manifest_digest, size=size, parent=parent)
 
     def resolve(self, ref: str) -> Image:
         return self._image(self._resolve(ref)[0])
@@ -309,6 +315,17 @@ class ImageStore:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", (str(r.with_default_tag()), image_id))
 
+    def add_repo_digest(self, image_id: str, name: str) -> None:
+        """Record that ``image_id`` is ``name`` (``repo@sha256:...``) in a registry: what a pull or a
+        push saw. Docker keeps these as the image's RepoDigests until the image goes."""
+        r = reference.parse(name)
+        if not r.digest or r.tag:
+            raise InvalidArgument(f"not a repository digest: {name!r}")
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM images WHERE id=?", (image_id,)).fetchone() is None:
+                raise NotFound(f"No such image: {image_id}")
+            db.execute("INSERT OR REPLACE INTO repo_digests (name, image_id) VALUES (?, ?)", (str(r), image_id))
+
     def untag(self, ref: str) -> list[dict]:
         """``docker rmi <name>``: remove one tag; when it was the image's last one, the image goes
         too, unless a container rootfs or a child image still uses it (then it stays, dangling)."""
@@ -323,7 +340,7 @@ class ImageStore:
                 keep = db.execute("""SELECT 1 FROM tags WHERE image_id=:i UNION ALL SELECT 1 FROM active WHERE image_id=:i
                                      UNION ALL SELECT 1 FROM images WHERE parent=:i LIMIT 1""", {"i": image_id}).fetchone()
             records = [{"Untagged": r.familiar()}]
-            return records if keep else records + self._drop_images([image_id])
+            return records if keep else records + self._untag_digests(image_id) + self._drop_images([image_id])
 
     # -- delete / prune ---------------------------------------------------------------------
 
@@ -343,8 +360,14 @@ class ImageStore:
                     return self.untag(tag)  # (untag keeps an image that has children)
                 raise Conflict(f"conflict: unable to delete {short} (cannot be forced) - image has dependent child images")
             records = [{"Untagged": reference.familiar(t)} for t in sorted(tags)]
-            records += self._drop_images([image_id], noprune)
+            records += self._untag_digests(image_id) + self._drop_images([image_id], noprune)
             return records
+
+    def _untag_digests(self, image_id: str) -> list[dict]:
+        """The "Untagged: repo@sha256:..." records Docker prints for an image that goes (its rows
+        go with the image, by cascade)."""
+        return [{"Untagged": reference.familiar(d)}
+                for (d,) in self._q("SELECT name FROM repo_digests WHERE image_id=? ORDER BY name", (image_id,))]
 
     def _drop_images(self, image_ids: list[str], noprune: bool = False) -> list[dict]:
         """Delete image rows (and untagged parents unless noprune), then collect what they freed."""

@@ -474,6 +474,9 @@ def pull(ref: str, store, platform: str | None = None, progress=None, auth: dict
                     fut.cancel()
                 raise
         image = store.add_pulled(data, config, files, tag)
+        # RepoDigests: Docker records the digest it pulled by (an index's, for a multi-platform image).
+        store.add_repo_digest(image.id, f"{r.name}@{top_digest}")
+        image = store.resolve(image.id)
         for digest in todo:
             say("Pull complete", digest[7:19])
     say(f"Digest: {top_digest}")
@@ -570,6 +573,7 @@ def push(ref: str, store, progress=None, auth: dict | None = None, insecure=()) 
     resp.close()
     if got and got != image.manifest_digest:
         raise InvalidArgument(f"registry {reg.host} stored the manifest as {got}, not {image.manifest_digest}")
+    store.add_repo_digest(image.id, f"{r.name}@{image.manifest_digest}")
     say(f"{r.tag}: digest: {image.manifest_digest} size: {len(manifest)}",
         aux={"Tag": r.tag, "Digest": image.manifest_digest, "Size": len(manifest)})
     return image.manifest_digest

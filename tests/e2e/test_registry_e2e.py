@@ -316,3 +316,28 @@ def test_progress_messages_are_shaped_like_moby():
     aux = m({"status": "1: digest: sha256:x size: 5", "aux": {"Tag": "1"}})
     assert aux == [{"status": "1: digest: sha256:x size: 5"}, {"progressDetail": {}, "aux": {"Tag": "1"}}]
     assert progress_bar(1_500_000, 3_000_000).endswith("1.5MB/3MB")
+
+
+def test_repo_digests_recorded_by_push_and_pull(clean_daemon, registry, unique_image, config_dir):
+    """Docker keeps `repo@sha256:...` in RepoDigests after a push or a pull; `images --digests`
+    shows it, the image is reachable by it, and rmi prints it as untagged."""
+    reg = registry()
+    ref = unique_image(f"{reg.host}/dig:1")
+    out = ok(docker(clean_daemon, config_dir, "push", ref))
+    digest = out.split("1: digest: ")[1].split()[0]
+    pinned = f"{reg.host}/dig@{digest}"
+    inspect = lambda r: json.loads(ok(docker(clean_daemon, config_dir, "image", "inspect", r)))[0]
+    assert inspect(ref)["RepoDigests"] == [pinned]
+    ok(docker(clean_daemon, config_dir, "rmi", ref))
+    out = ok(docker(clean_daemon, config_dir, "pull", ref))
+    assert f"Digest: {digest}" in out
+    assert inspect(ref)["RepoDigests"] == [pinned]
+    assert inspect(pinned)["Id"] == inspect(ref)["Id"]
+    rows = ok(docker(clean_daemon, config_dir, "images", "--digests", "--format",
+                     "{{.Repository}} {{.Tag}} {{.Digest}}", f"{reg.host}/dig")).splitlines()
+    assert rows == [f"{reg.host}/dig 1 {digest}"]
+    assert ok(docker(clean_daemon, config_dir, "run", "--rm", pinned, "cat", "/marker")).strip()
+    out = ok(docker(clean_daemon, config_dir, "rmi", ref))
+    assert f"Untagged: {ref}" in out and f"Untagged: {pinned}" in out and "Deleted: sha256:" in out
+    r = docker(clean_daemon, config_dir, "image", "inspect", pinned)
+    assert r.returncode != 0 and "No such image" in r.stderr
