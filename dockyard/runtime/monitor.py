@@ -60,7 +60,7 @@ def _fast_launcher(state_root: str) -> str:
     text = (f"#!{sys.executable} -IS\n"
             "# Written by the dockyard daemon (runtime/monitor.py): conmon runs this.\n"
             f"import sys\nsys.path[:0] = {paths!r}\n"
-            "from dockyard.runtime.oci import main\nsys.exit(main())\n")
+            "from dockyard.runtime.oci import run\nrun()\n")
     path = os.path.join(state_root, "bin", "dockyard-runtime")
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -197,7 +197,10 @@ class Runtime:
                 "-p", os.path.join(cdir, "pidfile"), "-P", os.path.join(cdir, "conmon.pid"),
                 "--exit-dir", os.path.join(cdir, "exits"), "--socket-dir-path", self.sockets,
                 "--runtime-arg", "--root", "--runtime-arg", self.oci_root]
-        argv += ["-l", "k8s-file:" + (log_path or os.path.join(cdir, "ctr.log"))]
+        if log_path == "":
+            argv += ["-l", "none:"]  # no log at all (the none driver): conmon writes nothing
+        else:
+            argv += ["-l", "k8s-file:" + (log_path or os.path.join(cdir, "ctr.log"))]
         if log_size_max:
             argv += ["--log-size-max", str(int(log_size_max))]
         if terminal:

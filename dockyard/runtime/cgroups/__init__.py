@@ -66,10 +66,11 @@ def _mounts() -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def v1_mounts() -> dict[str, str]:
-    """controller -> mount point of the v1 hierarchy holding it (co-mounts map to one dir)."""
+def v1_mounts(mounts=None) -> dict[str, str]:
+    """controller -> mount point of the v1 hierarchy holding it (co-mounts map to one dir).
+    ``mounts``: ``_mounts()`` when the caller has it already (mountinfo may be long)."""
     out = {}
-    for mp, fstype, opts in _mounts():
+    for mp, fstype, opts in mounts if mounts is not None else _mounts():
         if fstype == "cgroup":
             for o in opts:
                 if o not in ("rw", "ro") and not o.startswith(
@@ -78,11 +79,11 @@ def v1_mounts() -> dict[str, str]:
     return out
 
 
-def v1_membership_hierarchies() -> list[str]:
+def v1_membership_hierarchies(mounts=None) -> list[str]:
     """Hierarchies without resource controllers that a v1 container still joins, as runc does:
     named ones (name=systemd) and, on a hybrid host, the cgroup2 mount. Leaving them out would
     leave the runtime's directories there behind at destroy()."""
-    return [mp for mp, fstype, opts in _mounts()
+    return [mp for mp, fstype, opts in (mounts if mounts is not None else _mounts())
             if fstype == "cgroup2" or any(o.startswith("name=") for o in opts)]
 
 
@@ -133,7 +134,8 @@ def open(path: str, driver: str | None = None, root: str | None = None) -> Cgrou
         return CgroupV2(mount, path)
     from dockyard.runtime.cgroups.v1 import CgroupV1
 
-    mounts, extra = v1_mounts(), v1_membership_hierarchies()
+    table = _mounts()
+    mounts, extra = v1_mounts(table), v1_membership_hierarchies(table)
     if root:  # one directory per controller below root, as under /sys/fs/cgroup
         mounts, extra = {c: os.path.join(root, c) for c in mounts}, []
     if not mounts:
