@@ -40,7 +40,7 @@ from dockyard.engine.copy import CopyOps
 from dockyard.engine.execs import ExecOps
 from dockyard.engine.health import HealthOps, validate as validate_health
 from dockyard.engine.layers import LayerOps
-from dockyard.engine.logs import LogRotator, read_logs
+from dockyard.engine.logs import LogRotator, plan_of, read_logs
 from dockyard.engine.state import StateDB
 from dockyard.engine.volumes import VolumeStore, validate_volume_name
 
@@ -414,22 +414,25 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
                     os.makedirs(m["Source"], exist_ok=True)  # -v creates a missing host dir, as Docker
             spec = ocispec.build(c, spec_mod, user, hostname, files, vol_paths, netns_path=netns_path)
             _write_json(os.path.join(c.bundle, "config.json"), spec)
-            lc = c.host_config.get("LogConfig") or {}
-            max_size = cfgplan.parse_size((lc.get("Config") or {}).get("max-size"))
-            max_file = int((lc.get("Config") or {}).get("max-file") or 1)
-            # With one file, conmon's own size cap truncates, which is what json-file does with
-            # max-file=1; with more files the engine rotates by rename (LogRotator).
+            # conmon enforces the size cap by renaming a fresh file in; the keeper (engine/logs.py)
+            # keeps older generations. The none driver writes nothing at all ("" to the runtime).
+            log_plan = plan_of(c)
+            if self._rotator:
+                self._rotator.prepare(c)
             stdin = bool(c.config.get("OpenStdin"))
             # StdinOnce (docker run -i): the container's stdin closes when the attached client
             # closes its stdin; otherwise it stays open across attach sessions. With a TTY it
             # always stays open (moby): `run -it` then detach, attach again, and type on.
             created = self.runtime.create(c.id, c.bundle, terminal=bool(c.config.get("Tty")), stdin=stdin,
-                                          log_path=c.log_path, log_size_max=max_size if max_file <= 1 else None,
+                                          log_path="" if log_plan.driver == "none" else c.log_path,
+                                          log_size_max=log_plan.size_max,
                                           leave_stdin_open=stdin and not (c.config.get("StdinOnce")
                                                                                   and not c.config.get("Tty")))
         except BaseException:
             sysmount.unmount(c.rootfs)
             raise
+        if self._rotator:
+            self._rotator.track(c)  # before the process runs: its first generation is kept too
         # The init holds the new netns and waits before exec: plumb it now, so the process starts
         # with its network ready. A failure here is undone by the caller's _teardown.
         if self.nm and networking.joins_networks(mode):
@@ -942,7 +945,7 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
     def logs(self, ref, stdout=True, stderr=True, follow=False, since_ns=0, until_ns=0, tail=-1):
         """Checks now (NotFound, driver without reading), then returns the async iterator."""
         c = self.get(ref)
-        if (c.host_config.get("LogConfig") or {}).get("Type") == "none":
+        if not plan_of(c).readable:
             raise errdefs.InvalidArgument("configured logging driver does not support reading")
         return read_logs(c, self, stdout, stderr, follow and c.state.running, since_ns, until_ns, tail)
 
