@@ -3,7 +3,8 @@
 It never imports the engine, images or runtime packages: whatever it does, the real ``docker``
 CLI can do against the same socket, with the same requests. Entry point: ``dockyard.cli.main:main``.
 
-    main.py        the click group, aliases (container/image/volume ...), errors -> exit codes
+    main.py        the click groups (a command's module is imported when it runs), aliases
+                   (container/image/volume ...), errors -> exit codes
     client.py      HTTP/1.1 over the unix socket (stdlib sockets: startup time matters)
     stream.py      frame demultiplexing, attach sessions, raw tty, resize, signal forwarding
     opts.py        run/create flags -> the create request (pure)

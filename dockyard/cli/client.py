@@ -6,12 +6,15 @@ version ping: it always uses ``/v1.44``, which our daemon claims and every moby 
 (``DOCKYARD_API_VERSION=1.41`` overrides it, e.g. to drive an older dockerd).
 A ``Client`` keeps one keep-alive connection for plain requests; long-lived calls (wait, streams,
 the hijacked attach) get their own so they can run next to it.
+Sockets are the C type itself (``_socket``): ``socket.py`` only adds enums, ``makefile`` and
+TCP helpers on top, and importing it (with ``selectors``) costs ~2 ms of every command.
 """
 
 import json
 import os
-import socket
 import urllib.parse
+from _socket import AF_INET, AF_UNIX, SOCK_STREAM
+from _socket import socket as Socket
 
 API_PREFIX = "/v1.44"
 DEFAULT_HOST = "unix:///run/dockyard.sock"
@@ -151,7 +154,7 @@ class Response:
 class _Conn:
     """A socket with a read buffer."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: Socket):
         self.sock = sock
         self.buf = b""
         self.reusable = True
@@ -185,12 +188,12 @@ class Client:
         version = os.environ.get("DOCKYARD_API_VERSION")
         self.prefix = f"/v{version}" if version else API_PREFIX
         if host.startswith("unix://"):
-            self._addr = (socket.AF_UNIX, host[len("unix://"):])
+            self._addr = (AF_UNIX, host[len("unix://"):])
         elif host.startswith("/"):
-            self._addr = (socket.AF_UNIX, host)
+            self._addr = (AF_UNIX, host)
         elif host.startswith(("tcp://", "http://")):
             u = urllib.parse.urlsplit(host.replace("tcp://", "http://", 1))
-            self._addr = (socket.AF_INET, (u.hostname, u.port or 2375))
+            self._addr = (AF_INET, (u.hostname, u.port or 2375))
         else:
             raise ValueError(f"invalid host {host!r}: use unix:///path/to.sock or tcp://host:port")
         self._conn: _Conn | None = None
@@ -199,14 +202,16 @@ class Client:
     def _connect(self) -> _Conn:
         family, addr = self._addr
         try:
-            if family == socket.AF_UNIX:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            if family == AF_UNIX:
+                s = Socket(AF_UNIX, SOCK_STREAM)
                 try:
                     s.connect(addr)
                 except OSError:
                     s.close()
                     raise
             else:
+                import socket  # TCP only: name resolution and address families
+
                 s = socket.create_connection(addr)
         except (FileNotFoundError, ConnectionRefusedError, PermissionError) as e:
             raise DaemonUnavailable(self.host) from e
@@ -331,7 +336,7 @@ class Client:
         return self.send("POST", path, params,
                          {"Content-Type": "text/plain", "Connection": "Upgrade", "Upgrade": "tcp"})
 
-    def hijack_receive(self, conn: "_Conn") -> tuple[socket.socket, bytes]:
+    def hijack_receive(self, conn: "_Conn") -> tuple[Socket, bytes]:
         """After ``101`` the socket is a raw byte pipe: returns it and the bytes read past the
         header block."""
         resp = self.receive(conn)
@@ -340,7 +345,7 @@ class Client:
             raise APIError(resp.status, f"unable to upgrade to tcp, received {resp.status}")
         return conn.sock, conn.buf
 
-    def hijack(self, path, params=None) -> tuple[socket.socket, bytes]:
+    def hijack(self, path, params=None) -> tuple[Socket, bytes]:
         return self.hijack_receive(self.hijack_send(path, params))
 
     def close(self):

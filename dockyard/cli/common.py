@@ -1,4 +1,7 @@
-"""Helpers shared by the command modules: the client from the click context, errors, prompts."""
+"""Helpers shared by the command modules: the client from the click context, errors, prompts.
+
+Every command imports it: it imports nothing beyond click and the client.
+"""
 
 import json
 import sys
@@ -6,7 +9,6 @@ import sys
 import click
 
 from dockyard.cli.client import APIError, Client
-from dockyard.cli.format import Template
 
 
 class CLIError(Exception):
@@ -21,7 +23,10 @@ def client() -> Client:
     ctx = click.get_current_context()
     root = ctx.find_root()
     if root.obj is None or "client" not in root.obj:
-        root.obj = {"client": Client(root.params.get("host") or "unix:///run/dockyard.sock")}
+        try:
+            root.obj = {"client": Client(root.params.get("host") or "unix:///run/dockyard.sock")}
+        except ValueError as e:  # a malformed -H
+            raise CLIError(str(e)) from e
     return root.obj["client"]
 
 
@@ -66,6 +71,8 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 def print_objects(objs, fmt):
     """inspect output: a JSON list indented like docker, or the template once per object."""
+    from dockyard.cli.format import Template
+
     if fmt:
         tmpl = Template(fmt.replace("\\t", "\t").replace("\\n", "\n"))
         sys.stdout.write("".join(tmpl.render(o) + "\n" for o in objs))

@@ -16,6 +16,7 @@ import json
 import re
 import time
 
+from dockyard.cli.opts import ram_in_bytes  # noqa: F401  (re-exported: it lived here)
 from dockyard.units import human_duration  # noqa: F401  (re-exported for the CLI)
 
 # -- go-units -------------------------------------------------------------------------------
@@ -36,18 +37,6 @@ def human_size(size: float, precision: int = 3) -> str:
 def since(unix_seconds: float, now: float | None = None) -> str:
     """'2 minutes ago' for a unix time, as docker's CREATED columns."""
     return human_duration((now if now is not None else time.time()) - unix_seconds) + " ago"
-
-
-_UNIT = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtpe]?)i?b?$", re.I)
-
-
-def ram_in_bytes(s: str) -> int:
-    """units.RAMInBytes: '64m', '1g', '512k', '100' (bytes); binary multiples."""
-    m = _UNIT.match(s.strip())
-    if not m:
-        raise ValueError(f"invalid size: '{s}'")
-    mult = 1024 ** "bkmgtpe".index((m.group(2) or "b").lower())
-    return int(float(m.group(1)) * mult)
 
 
 # -- strings ----------------------------------------------------------------------------------

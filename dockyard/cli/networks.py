@@ -9,6 +9,7 @@ from dockyard.cli import opts as optparse
 from dockyard.cli.client import filters_param, quote
 from dockyard.cli.common import CLIError, client, confirm, for_each
 from dockyard.cli.format import render_rows
+from dockyard.cli.system import inspect_command
 
 
 @click.group()
@@ -109,6 +110,7 @@ def disconnect(force, net, container):
 
 network.add_command(ls, "list")
 network.add_command(rm, "remove")
+network.add_command(inspect_command("network"), "inspect")
 
 
 @click.command()

@@ -7,7 +7,17 @@ values raise ``ValueError`` with docker's wording, which the command prints as o
 import os
 import re
 
-from dockyard.cli.format import ram_in_bytes
+# Patterns are compiled on first use (re caches them): run pays only for the flags it is given.
+_UNIT = r"^(\d+(?:\.\d+)?)\s*([kmgtpe]?)i?b?$"
+
+
+def ram_in_bytes(s: str) -> int:
+    """go-units RAMInBytes: '64m', '1g', '512k', '100' (bytes); binary multiples."""
+    m = re.match(_UNIT, s.strip(), re.I)
+    if not m:
+        raise ValueError(f"invalid size: '{s}'")
+    mult = 1024 ** "bkmgtpe".index((m.group(2) or "b").lower())
+    return int(float(m.group(1)) * mult)
 
 
 def parse_env(values, env_files=(), environ=None) -> list[str] | None:
@@ -125,7 +135,7 @@ def parse_mount(spec: str) -> dict:
     return m
 
 
-_PORT = re.compile(r"^(?:(?:(\[[0-9a-fA-F:.]+\]|[0-9.]*):)?([0-9-]*):)?([0-9-]+)(?:/(tcp|udp|sctp))?$")
+_PORT = r"^(?:(?:(\[[0-9a-fA-F:.]+\]|[0-9.]*):)?([0-9-]*):)?([0-9-]+)(?:/(tcp|udp|sctp))?$"
 
 
 def _port_range(s: str, spec: str) -> list[int]:
@@ -143,7 +153,7 @@ def parse_ports(specs) -> tuple[dict, dict]:
     """``-p [ip:][hostPort:]ctrPort[/proto]`` -> (ExposedPorts, PortBindings)."""
     exposed, bindings = {}, {}
     for spec in specs:
-        m = _PORT.match(spec)
+        m = re.match(_PORT, spec)
         if not m:
             raise ValueError(f"invalid port specification: \"{spec}\"")
         ip, host, ctr, proto = m.group(1) or "", m.group(2) or "", m.group(3), m.group(4) or "tcp"
@@ -170,11 +180,11 @@ def normalize_cap(c: str) -> str:
     return c if c == "ALL" or c.startswith("CAP_") else "CAP_" + c
 
 
-_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure)(?::(\d+))?$")
+_RESTART = r"^(no|always|unless-stopped|on-failure)(?::(\d+))?$"
 
 
 def parse_restart(s: str) -> dict:
-    m = _RESTART.match(s or "no")
+    m = re.match(_RESTART, s or "no")
     if not m or (m.group(2) and m.group(1) != "on-failure"):
         raise ValueError(f"invalid restart policy '{s}'")
     return {"Name": m.group(1), "MaximumRetryCount": int(m.group(2) or 0)}

@@ -8,7 +8,6 @@ import click
 
 from dockyard.cli.client import API_PREFIX, APIError, DaemonUnavailable, filters_param, quote
 from dockyard.cli.common import CLIError, client, confirm, err, print_objects
-from dockyard.cli.format import Template, check_format, go_json, indent_raw, prepare_format
 
 CLIENT_VERSION = "0.1.0"
 
@@ -103,6 +102,8 @@ _KINDS = {"container": "/containers/{}/json", "image": "/images/{}/json", "volum
 def _typed_volume(raw: str) -> str:
     """``docker volume inspect`` decodes into Go's Volume struct and marshals that: keys in field
     (alphabetical) order, empty optional fields dropped, <>& escaped."""
+    from dockyard.cli.format import go_json  # the template engine: off version's path
+
     v = json.loads(raw)
     for k in ("Status", "UsageData", "ClusterVolume"):
         if not v.get(k):
@@ -113,6 +114,8 @@ def _typed_volume(raw: str) -> str:
 def inspect_objects(names, kind, fmt, size=False):
     """GET each name as the given kind (or container, image, volume in turn); print them as
     docker does: the raw JSON re-indented, or the template over each object."""
+    from dockyard.cli.format import check_format, indent_raw
+
     check_format(fmt)
     c = client()
     found, missing = [], []
@@ -217,6 +220,7 @@ def event_line(ev: dict) -> str:
 def events(since, until, filters, fmt):
     """Get real time events from the server."""
     from dockyard.cli.containers import api_timestamp  # shared with logs --since
+    from dockyard.cli.format import Template, check_format, prepare_format
 
     check_format(fmt)
     try:

@@ -8,6 +8,7 @@ from dockyard.cli import opts as optparse
 from dockyard.cli.client import filters_param, quote
 from dockyard.cli.common import CLIError, client, confirm, for_each
 from dockyard.cli.format import human_size, render_rows
+from dockyard.cli.system import inspect_command
 
 
 @click.group()
@@ -87,3 +88,4 @@ def prune(all_, force, filters):
 
 volume.add_command(ls, "list")
 volume.add_command(rm, "remove")
+volume.add_command(inspect_command("volume"), "inspect")
