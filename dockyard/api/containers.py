@@ -168,6 +168,60 @@ def container_pids(init_pid: int) -> list[int]:
     return sorted(out)
 
 
+def check_ps_args(ps_args: str) -> None:
+    """moby refuses ps arguments that rename the PID column (e.g. ``-o user=PID``): the PID
+    column is how the container's rows are found."""
+    for key, value in re.findall(r"\s+(\S*)=\s*(PID\S*)", ps_args):
+        if key != "pid":
+            raise errdefs.InvalidArgument(f'specifying "{key}={value}" is not allowed')
+
+
+def parse_ps_output(output: str, pids) -> dict:
+    """The host's ``ps`` output -> Docker's top body, keeping the rows of ``pids``.
+
+    Fields split on ASCII whitespace; the fields past the last title are joined with one space
+    into the last column (CMD has spaces). A thread row (PID "-", from ``-L``/``m``) belongs to
+    the process row above it."""
+    lines = output.split("\n")
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise errdefs.Internal("Couldn't find PID field in ps output")
+    col, keep, procs = titles.index("PID"), False, []
+    want = set(pids)
+    for line in lines[1:]:
+        fields = line.split()
+        fields = fields[:len(titles) - 1] + [" ".join(fields[len(titles) - 1:])]
+        if len(fields) <= col or not line.strip():
+            continue
+        if fields[col] == "-":
+            if keep:
+                procs.append(fields)
+            continue
+        try:
+            keep = int(fields[col]) in want
+        except ValueError:
+            raise errdefs.Internal(f"Unexpected pid '{fields[col]}'") from None
+        if keep:
+            procs.append(fields)
+    return {"Titles": titles, "Processes": procs}
+
+
+def run_ps(ps_args: str, pids) -> dict:
+    """Docker's top: the host's ps with ``ps_args`` (default -ef), narrowed to ``pids`` with -q
+    when ps accepts it (it does not with forest listings such as ``f``); worker thread."""
+    import subprocess
+
+    check_ps_args(ps_args)
+    args = ps_args.split() or ["-ef"]
+    res = subprocess.run(["ps", *args, "-q" + ",".join(map(str, pids))], capture_output=True, text=True)
+    if res.returncode != 0:
+        res = subprocess.run(["ps", *args], capture_output=True, text=True)
+    if res.returncode != 0:
+        first = res.stderr.split("\n", 1)[0].strip()
+        raise errdefs.Internal(first or f"ps: exit status {res.returncode}")
+    return parse_ps_output(res.stdout, pids)
+
+
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 _CTRL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
 
@@ -385,18 +439,8 @@ def setup(router: Router, eng) -> None:
         c = eng.get(req.params["id"])
         if not c.state.running or not c.state.pid:
             raise errdefs.Conflict(f"container {c.id} is not running")
-        titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
-        procs = []
-        for pid in container_pids(c.state.pid):
-            st = _proc_stat(pid)
-            if st is None:
-                continue
-            try:
-                uid = os.stat(f"/proc/{pid}").st_uid
-            except OSError:
-                continue
-            procs.append([str(uid), str(pid), str(st[0]), "0", "", "?", "", st[1]])
-        return json_response({"Titles": titles, "Processes": procs})
+        pids = await asyncio.to_thread(container_pids, c.state.pid)
+        return json_response(await asyncio.to_thread(run_ps, req.q("ps_args") or "", pids))
 
     async def stats(req: Request):
         # docker-py sends stream=False, the CLI stream=0; absent means stream (moby's default).
@@ -520,11 +564,18 @@ def setup(router: Router, eng) -> None:
     async def exec_create(req: Request):
         body = await req.json()
         cmd = body.get("Cmd")
+        # Go decodes JSON keys case-insensitively: docker-py sends "detachKeys", the CLI "DetachKeys".
+        keys = body.get("DetachKeys") or body.get("detachKeys") or ""
+        if keys:
+            try:  # checked now, as moby does: a start could not report it to a hijacked client
+                parse_detach_keys(keys)
+            except errdefs.InvalidArgument:
+                raise errdefs.InvalidArgument(f"Invalid escape keys ({keys}) provided") from None
         eid = await eng.create_exec(
             req.params["id"], cmd, env=body.get("Env"), user=body.get("User") or "",
             workdir=body.get("WorkingDir") or "", tty=bool(body.get("Tty")), stdin=bool(body.get("AttachStdin")),
             stdout=bool(body.get("AttachStdout")), stderr=bool(body.get("AttachStderr")),
-            privileged=bool(body.get("Privileged")), detach_keys=body.get("DetachKeys") or "",
+            privileged=bool(body.get("Privileged")), detach_keys=keys,
             console_size=body.get("ConsoleSize"))
         return json_response({"Id": eid}, 201)
 
@@ -552,7 +603,9 @@ def setup(router: Router, eng) -> None:
             return Response(200)
         ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
         # stdin EOF always closes the exec's stdin: `echo x | docker exec -i c cat` must end.
-        return Hijack(session_pump(sess, tty, ex.open_stdin, True), ctype, cleanup=sess.close)
+        # The detach keys come from the exec's create body (moby), default ctrl-p,ctrl-q.
+        keys = parse_detach_keys(ex.detach_keys or DEFAULT_DETACH_KEYS)
+        return Hijack(session_pump(sess, tty, ex.open_stdin, True, keys), ctype, cleanup=sess.close)
 
     async def exec_resize(req: Request):
         await eng.resize_exec(req.params["id"], req.qint("h", 0), req.qint("w", 0))

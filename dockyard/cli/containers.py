@@ -17,8 +17,6 @@ from dockyard.cli import opts as optparse
 from dockyard.cli import stream
 from dockyard.cli.client import APIError, DaemonUnavailable, filters_param, quote
 from dockyard.cli.common import CLIError, client, err, for_each, split_ref
-from dockyard.cli.format import (check_format, ellipsis, go_quote, human_size, render_rows,
-                                 since, truncate_id)
 
 _CREATE_FLAGS = [
     click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container ID"),
@@ -151,15 +149,81 @@ def _run_errors(fn):
     return wrapper
 
 
+_CTRL_KEYS = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def detach_key_bytes(spec: str) -> bytes:
+    """docker's --detach-keys syntax ("ctrl-p,ctrl-q", "a,ctrl-@") -> the bytes typed; checked
+    here so a bad value fails before anything is created (the daemon checks it too)."""
+    out = bytearray()
+    for key in spec.split(","):
+        low = key.lower()
+        if len(key) == 1 and key.isascii():
+            out.append(ord(key))
+        elif low.startswith("ctrl-") and len(low) == 6 and "a" <= low[5] <= "z":
+            out.append(ord(low[5]) - ord("a") + 1)
+        elif low.startswith("ctrl-") and len(low) == 6 and low[5] in _CTRL_KEYS:
+            out.append(_CTRL_KEYS[low[5]])
+        else:
+            raise CLIError(f"Invalid detach keys ({spec}) provided", 125)
+    return bytes(out)
+
+
+class _Detachable(stream.Attached):
+    """An attach that knows when the user typed the detach keys.
+
+    The daemon finds the keys in stdin and ends the stream, leaving the container running; the
+    client watches for them too (as docker's CLI does) so that it then exits 0 at once instead of
+    waiting for an exit that will not come.
+    """
+
+    def __init__(self, client, cid, tty, stdin, detach_keys=""):
+        self.client, self.cid, self.tty, self.stdin, self.raw = client, cid, tty, stdin, None
+        self.keys = detach_key_bytes(detach_keys or "ctrl-p,ctrl-q")
+        self.detached = False
+        params = {"stream": 1, "stdin": 1 if stdin else None, "stdout": 1, "stderr": 1,
+                  "detachKeys": detach_keys or None}  # sent only when given, like docker
+        self._pending = client.hijack_send(f"/containers/{cid}/attach", params)
+
+    @classmethod
+    def exec_start(cls, client, eid, tty, stdin, console_size=None, detach_keys=""):
+        self = super().exec_start(client, eid, tty, stdin, console_size)
+        self.keys, self.detached = detach_key_bytes(detach_keys or "ctrl-p,ctrl-q"), False
+        return self
+
+    def _copy_stdin(self):
+        from _socket import SHUT_WR  # the C module: socket.py costs start-up time (see stream.py)
+
+        recent = b""
+        try:
+            while True:
+                data = os.read(0, 65536)
+                if not data:
+                    break
+                self.sock.sendall(data)
+                recent = (recent + data)[-len(self.keys):]
+                if recent == self.keys:
+                    self.detached = True  # the daemon ends the stream; stdin stays open there
+                    return
+        except OSError:
+            pass
+        try:
+            self.sock.shutdown(SHUT_WR)
+        except OSError:
+            pass
+
+
 @click.command(context_settings=_ARGS_CTX)
+@click.option("--detach-keys", default="", help="Override the key sequence for detaching a container")
 @create_flags
 @_run_errors
-def run(image, command, **o):
+def run(image, command, detach_keys, **o):
     """Create and start a container, attached unless -d."""
     c = client()
     if o["tty"] and o["interactive"] and not os.isatty(0):
         raise CLIError("the input device is not a TTY", 1)
     size = (stream.terminal_size() or (0, 0)) if o["tty"] else (0, 0)
+    detach_key_bytes(detach_keys or "ctrl-p,ctrl-q")  # before create: a bad value leaves nothing
     cid = _create(c, o, image, command, size)
     if o["detach"]:
         _start(c, cid, o["rm"])
@@ -167,7 +231,7 @@ def run(image, command, **o):
         return
     # attach and wait go out together on their own connections; both must be answered (the
     # server has subscribed us to output and exit) before start.
-    att = stream.Attached(c, cid, o["tty"], o["interactive"])
+    att = _Detachable(c, cid, o["tty"], o["interactive"], detach_keys)
     pending_wait = stream.send_wait(c, cid, "removed" if o["rm"] else "next-exit")
     att.connected()
     waiter = c.receive(pending_wait)
@@ -179,7 +243,7 @@ def run(image, command, **o):
         stream.forward_signals(c, cid)
     att.run()
     sys.stdout.flush()
-    raise SystemExit(stream.wait_status(waiter))
+    raise SystemExit(0 if att.detached else stream.wait_status(waiter))
 
 
 def _start(c, cid, remove):
@@ -207,8 +271,9 @@ def create(image, command, **o):
 @click.command()
 @click.option("-a", "--attach", is_flag=True, help="Attach stdout/stderr and forward signals")
 @click.option("-i", "--interactive", is_flag=True, help="Attach stdin")
+@click.option("--detach-keys", default="", help="Override the key sequence for detaching a container")
 @click.argument("containers", nargs=-1, required=True)
-def start(attach, interactive, containers):
+def start(attach, interactive, detach_keys, containers):
     """Start one or more stopped containers."""
     c = client()
     if not (attach or interactive):
@@ -218,7 +283,7 @@ def start(attach, interactive, containers):
         raise CLIError("you cannot start and attach multiple containers at once")
     info = c.get(f"/containers/{quote(containers[0])}/json")
     cid, tty = info["Id"], bool(info["Config"].get("Tty"))
-    att = stream.Attached(c, cid, tty, interactive and bool(info["Config"].get("OpenStdin"))).connected()
+    att = _Detachable(c, cid, tty, interactive and bool(info["Config"].get("OpenStdin")), detach_keys).connected()
     waiter = stream.open_wait(c, cid, "removed" if info["HostConfig"].get("AutoRemove") else "next-exit")
     try:
         c.post(f"/containers/{cid}/start")
@@ -230,21 +295,22 @@ def start(attach, interactive, containers):
     else:
         stream.forward_signals(c, cid)
     att.run()
-    raise SystemExit(stream.wait_status(waiter))
+    raise SystemExit(0 if att.detached else stream.wait_status(waiter))
 
 
 @click.command()
 @click.option("--no-stdin", is_flag=True, help="Do not attach stdin")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, help="Forward signals (no TTY only)")
+@click.option("--detach-keys", default="", help="Override the key sequence for detaching a container")
 @click.argument("container")
-def attach(no_stdin, sig_proxy, container):
+def attach(no_stdin, sig_proxy, detach_keys, container):
     """Attach to a running container's output (and stdin, if it was started with -i)."""
     c = client()
     info = c.get(f"/containers/{quote(container)}/json")
     if not info["State"].get("Running"):
         raise CLIError("You cannot attach to a stopped container, start it first")
     cid, tty = info["Id"], bool(info["Config"].get("Tty"))
-    att = stream.Attached(c, cid, tty, not no_stdin and bool(info["Config"].get("OpenStdin")))
+    att = _Detachable(c, cid, tty, not no_stdin and bool(info["Config"].get("OpenStdin")), detach_keys)
     pending_wait = stream.send_wait(c, cid, "not-running")
     att.connected()
     waiter = c.receive(pending_wait)
@@ -254,7 +320,7 @@ def attach(no_stdin, sig_proxy, container):
     elif sig_proxy:
         stream.forward_signals(c, cid)
     att.run()
-    raise SystemExit(stream.wait_status(waiter))
+    raise SystemExit(0 if att.detached else stream.wait_status(waiter))
 
 
 @click.command()
@@ -331,8 +397,9 @@ def top(container, ps_args):
 
 # -- logs ---------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$")
-_DUR_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+# Patterns, compiled on first use by re (its cache): only logs needs them, run does not.
+_DURATION = r"^(?:(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$"
+_DUR_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
 _DUR_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
@@ -340,8 +407,8 @@ def api_timestamp(value: str, now: float | None = None) -> str:
     """docker's GetTimestamp: a Go duration ('10m', '1h30m') means that long before now; unix
     seconds pass through; RFC3339 (or a date, a local time without zone) becomes 'sec.nanos'."""
     now = time.time() if now is None else now
-    if value != "0" and _DURATION.match(value):
-        secs = sum(float(n) * _DUR_UNIT[u] for n, u in _DUR_PART.findall(value))
+    if value != "0" and re.match(_DURATION, value):
+        secs = sum(float(n) * _DUR_UNIT[u] for n, u in re.findall(_DUR_PART, value))
         return str(int(now - secs))
     if re.fullmatch(r"\d+(\.\d{1,9})?", value):
         return value
@@ -423,6 +490,8 @@ def format_ports(ports) -> str:
 
 def ps_row(c: dict, trunc: bool = True, now: float | None = None) -> dict:
     """The fields docker's ps formatter offers, as strings, for one /containers/json item."""
+    from dockyard.cli.format import ellipsis, go_quote, human_size, since, truncate_id
+
     image = c.get("Image", "")
     if trunc:
         if truncate_id(c.get("ImageID", "")) == truncate_id(image):
@@ -474,6 +543,8 @@ def ps_row(c: dict, trunc: bool = True, now: float | None = None) -> dict:
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
 def ps(all_, quiet, last, latest, size, filters, fmt, no_trunc):
     """List containers."""
+    from dockyard.cli.format import check_format, render_rows
+
     if latest and last == -1:
         last = 1
     if quiet:
@@ -505,9 +576,10 @@ def ps(all_, quiet, last, latest, size, filters, fmt, no_trunc):
 @click.option("-u", "--user", help="Username or UID[:GID]")
 @click.option("-w", "--workdir", help="Working directory inside the container")
 @click.option("--privileged", is_flag=True, help="Give extended privileges to the command")
+@click.option("--detach-keys", default="", help="Override the key sequence for detaching a container")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(detach, interactive, tty, env, user, workdir, privileged, container, command):
+def exec_(detach, interactive, tty, env, user, workdir, privileged, detach_keys, container, command):
     """Run a command in a running container; exits with the command's status."""
     c = client()
     if tty and interactive and not os.isatty(0):
@@ -518,6 +590,9 @@ def exec_(detach, interactive, tty, env, user, workdir, privileged, container, c
     body = {"User": user or "", "Privileged": privileged, "Tty": tty, "AttachStdin": interactive and not detach,
             "AttachStderr": not detach, "AttachStdout": not detach, "Detach": detach, "Env": envs,
             "WorkingDir": workdir or "", "Cmd": list(command)}
+    if detach_keys:
+        detach_key_bytes(detach_keys)
+        body["DetachKeys"] = detach_keys  # docker puts them in the create body for an exec
     if all(size):
         body["ConsoleSize"] = list(size)
     try:
@@ -525,7 +600,7 @@ def exec_(detach, interactive, tty, env, user, workdir, privileged, container, c
         if detach:
             c.post(f"/exec/{eid}/start", body={"Detach": True, "Tty": tty})
             return
-        att = stream.Attached.exec_start(c, eid, tty, interactive, size if all(size) else None)
+        att = _Detachable.exec_start(c, eid, tty, interactive, size if all(size) else None, detach_keys)
     except APIError as e:
         raise CLIError(f"Error response from daemon: {e.message}") from e
     if tty:
@@ -533,6 +608,8 @@ def exec_(detach, interactive, tty, env, user, workdir, privileged, container, c
         stream.watch_winch(c, eid, "exec")
     att.run()
     sys.stdout.flush()
+    if att.detached:
+        return  # the process runs on; it has no exit code yet
     code = c.get(f"/exec/{eid}/json").get("ExitCode")
     raise SystemExit(0 if code is None else int(code))
 
@@ -601,6 +678,8 @@ def bytes_size(size: float) -> str:
 
 def stats_row(ref: str, s: dict) -> dict:
     """One table row from a StatsResponse, computed client-side as docker's stats_helpers.go does."""
+    from dockyard.cli.format import human_size
+
     cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
     cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
     sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
@@ -634,6 +713,8 @@ def stats_row(ref: str, s: dict) -> dict:
 @click.argument("containers", nargs=-1)
 def stats(all_, no_stream, no_trunc, fmt, containers):
     """Display a live stream of container resource usage statistics."""
+    from dockyard.cli.format import check_format, render_rows
+
     fmt = fmt or _STATS_TABLE
     check_format(fmt)
     c = client()
@@ -662,10 +743,6 @@ def stats(all_, no_stream, no_trunc, fmt, containers):
 
 
 COMMANDS.append(stats)
-
-from dockyard.cli.copy import cp  # noqa: E402 (its own module: docker cp's rules are long)
-
-COMMANDS.append(cp)
 
 
 # -- diff / export / commit ---------------------------------------------------------------------

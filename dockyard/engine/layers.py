@@ -3,8 +3,8 @@
 The image store owns the upper dir (``changes``, ``commit``); the engine adds what only it knows:
 /etc/hostname, /etc/hosts and /etc/resolv.conf are files it bind-mounts over (the runtime creates
 empty mountpoints for them in the upper dir), which Docker keeps in a separate init layer. So they
-are hidden from diff, and kept out of a committed layer by setting them aside while the stopped
-container's upper dir is tarred. Export flattens the overlay mount (not the container's view, which
+are hidden from diff, and left out of a committed layer (``ImageStore.commit(exclude=)``), running
+or not. Export flattens the overlay mount (not the container's view, which
 would include /proc and volumes), mounting it for the call when the container is not running.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import tempfile
 
 from dockyard import errdefs
@@ -112,24 +111,13 @@ class LayerOps:
         return image
 
     def _commit_layer(self, c, config, target, changes, comment, author, created_by):
-        upper = self.images.rootfs_upper(c.id)
-        aside = []
-        if not c.state.running and not sysmount.is_mountpoint(c.rootfs):
-            # Only a stopped container's upper dir may be changed behind overlayfs's back.
-            added = {ch["Path"] for ch in self.images.changes(c.id) if ch["Kind"] == 1}
-            stash = tempfile.mkdtemp(dir=os.path.dirname(upper.rstrip("/")), prefix="commit-aside-")
-            try:
-                for p in ENGINE_FILES:
-                    src = os.path.join(upper, p.lstrip("/"))
-                    if p in added and os.path.isfile(src) and not os.path.islink(src):
-                        dst = os.path.join(stash, os.path.basename(p))
-                        os.rename(src, dst)
-                        aside.append((dst, src))
-                return self.images.commit(c.id, container_config=config, ref=target, changes=changes,
-                                          comment=comment, author=author, created_by=created_by)
-            finally:
-                for dst, src in aside:
-                    os.rename(dst, src)
-                shutil.rmtree(stash, ignore_errors=True)
+        # The placeholders (and an /etc copied up only for them) are what diff hides; the store
+        # leaves them out of the layer, which also works while overlayfs has the upper dir mounted.
+        try:
+            found = self.images.changes(c.id)
+        except (errdefs.NotFound, IndexError):
+            found = []  # no writable layer: images.commit reports it
+        shown = {ch["Path"] for ch in hide_engine_files(found)}
+        hidden = [ch["Path"] for ch in found if ch["Path"] not in shown]
         return self.images.commit(c.id, container_config=config, ref=target, changes=changes,
-                                  comment=comment, author=author, created_by=created_by)
+                                  comment=comment, author=author, created_by=created_by, exclude=hidden)

@@ -41,6 +41,69 @@ def net_dev(pid: int) -> dict:
     return out
 
 
+def blkio_v1_entries(text: str) -> list[dict]:
+    """A v1 blkio file ("MAJ:MIN Op N" lines, then "Total N") -> moby's BlkioStatEntry list; the
+    kernel's op names ("Read", "Write", "Sync", "Async", "Discard", "Total") are kept as moby does."""
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) != 3 or ":" not in f[0]:
+            continue  # the device-less "Total N" line
+        major, _, minor = f[0].partition(":")
+        try:
+            out.append({"major": int(major), "minor": int(minor), "op": f[1], "value": int(f[2])})
+        except ValueError:
+            continue
+    return out
+
+
+def io_stat_v2_entries(text: str) -> list[dict]:
+    """v2 io.stat ("MAJ:MIN rbytes=N wbytes=N rios=N ...") -> a "read" and a "write" entry per
+    device, lower case: what moby reports for cgroup v2 (only the byte counts)."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        dev, *kvs = line.split()
+        major, _, minor = dev.partition(":")
+        vals = dict(kv.split("=", 1) for kv in kvs if "=" in kv)
+        try:
+            out += [{"major": int(major), "minor": int(minor), "op": op, "value": int(vals.get(key, 0))}
+                    for op, key in (("read", "rbytes"), ("write", "wbytes"))]
+        except ValueError:
+            continue
+    return out
+
+
+def _read_opt(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def blkio_stats(cg) -> dict:
+    """moby's blkio_stats for the cgroup: per device, null lists when there was no I/O.
+
+    v1 prefers the CFQ files and falls back to the throttle ones (any scheduler), as containerd's
+    v1 stats do. v1 charges page-cache writeback to the flusher, not the container, so what shows
+    is direct I/O and reads; and on recent kernels (6.18 here) the throttle counters only run
+    once some cgroup has a throttle rule on the device: Docker reads the same files and shows 0."""
+    stats = {"io_service_bytes_recursive": None, "io_serviced_recursive": None}
+    if cg.version == 2:
+        stats["io_service_bytes_recursive"] = io_stat_v2_entries(_read_opt(os.path.join(cg.dir, "io.stat"))) or None
+        stats.pop("io_serviced_recursive")  # moby fills only the bytes on v2
+        return stats
+    if "blkio" not in cg.mounts:
+        return stats
+    d = cg.dir("blkio")
+    for key in stats:
+        stats[key] = (blkio_v1_entries(_read_opt(os.path.join(d, "blkio." + key)))
+                      or blkio_v1_entries(_read_opt(os.path.join(d, "blkio.throttle." + key))) or None)
+    return stats
+
+
 def empty_cpu() -> dict:
     return {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
             "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
@@ -55,7 +118,7 @@ def sample(cg, pid: int, read: str) -> dict:
     if s is None:
         return {"read": read, "cpu_stats": empty_cpu(), "memory_stats": {}, "pids_stats": {},
                 "blkio_stats": {"io_service_bytes_recursive": None}, "networks": net_dev(pid)}
-    cpu, mem, io = s["cpu"], s["memory"], s["io"]
+    cpu, mem = s["cpu"], s["memory"]
     cpu_stats = {"cpu_usage": {"total_usage": cpu["usage_ns"], "usage_in_kernelmode": cpu["system_ns"],
                                "usage_in_usermode": cpu["user_ns"]},
                  "system_cpu_usage": system_cpu_ns(), "online_cpus": os.cpu_count() or 1,
@@ -72,11 +135,8 @@ def sample(cg, pid: int, read: str) -> dict:
     pids = {"current": s["pids"]["current"]}
     if s["pids"]["limit"] is not None:
         pids["limit"] = s["pids"]["limit"]
-    # The cgroup gives totals; the CLI only sums read/write entries, so one device entry suffices.
-    blk = [{"major": 0, "minor": 0, "op": "read", "value": io["read_bytes"]},
-           {"major": 0, "minor": 0, "op": "write", "value": io["write_bytes"]}]
     return {"read": read, "cpu_stats": cpu_stats, "memory_stats": memory_stats, "pids_stats": pids,
-            "blkio_stats": {"io_service_bytes_recursive": blk}, "networks": net_dev(pid)}
+            "blkio_stats": blkio_stats(cg), "networks": net_dev(pid)}
 
 
 def _host_memory() -> int:

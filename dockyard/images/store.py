@@ -142,6 +142,33 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _filter_layer(path: str, exclude: list[str]) -> tuple[str, int]:
+    """Rewrite the layer tar at ``path`` without the entries at or below ``exclude`` (relative
+    names). Returns (diff_id, entries kept). A second pass over the tar, paid only when something
+    is excluded: cheaper than a second tar writer that could drift from ``archive``'s."""
+    def excluded(name: str) -> bool:
+        name = name.rstrip("/")
+        return any(name == e or name.startswith(e + "/") for e in exclude)
+
+    kept = 0
+    with open(path + ".filtered", "wb") as out:
+        try:
+            w = archive.HashingWriter(out)
+            with tarfile.open(path, "r:") as tin, \
+                    tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tout:
+                for m in tin:
+                    if not excluded(m.name):
+                        tout.addfile(m, tin.extractfile(m) if m.isreg() else None)
+                        kept += 1
+            out.flush()
+            os.fsync(out.fileno())
+        except BaseException:
+            os.unlink(path + ".filtered")
+            raise
+    os.replace(path + ".filtered", path)
+    return w.digest, kept
+
+
 class ImageStore:
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
@@ -689,12 +716,15 @@ class ImageStore:
     # -- commit, changes (container writable layer -> image) ---------------------------------
 
     def commit(self, key: str, container_config: dict | None = None, ref: str | None = None, changes=(),
-               comment: str = "", author: str = "", created_by: str = "") -> Image:
+               comment: str = "", author: str = "", created_by: str = "", exclude=()) -> Image:
         """``docker commit``: the upper dir of rootfs ``key`` becomes a new layer on its image.
 
         ``container_config`` is the container's Docker Config (the engine's merged view); ``changes``
         are applied on top. The caller pauses the container if it wants a consistent layer.
+        ``exclude``: absolute paths left out of the layer with all below them (the engine's
+        bind-mount placeholders, which a running container's upper dir cannot lose).
         """
+        exclude = [p.strip("/") for p in exclude if p.strip("/")]
         tag = str(reference.parse_docker_ref(ref)) if ref else None
         rows = self._q("SELECT image_id FROM active WHERE key=?", (key,))
         if not rows:
@@ -706,12 +736,16 @@ class ImageStore:
             base = json.loads(self._config_bytes(base_id))
             upper = self.rootfs_upper(key)
             empty = not os.path.isdir(upper) or not os.listdir(upper)  # nothing changed: no layer
+            exclude = [p for p in exclude if os.path.lexists(os.path.join(upper, p))]
             fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="commit-")
             try:
                 with os.fdopen(fd, "wb") as out:
                     diff_id, _ = archive.tar_directory(upper, out)
                     out.flush()
                     os.fsync(out.fileno())
+                if exclude and not empty:
+                    diff_id, kept = _filter_layer(tmp, exclude)
+                    empty = kept == 0
                 if not empty:
                     self.content.commit(tmp, diff_id)
             finally:
