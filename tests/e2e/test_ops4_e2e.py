@@ -11,27 +11,10 @@ import tarfile
 
 import pytest
 from e2e_util import ok, poll
-from test_ops3_e2e import _Pty
+from test_ops3_e2e import _running, pty_client  # noqa: F401 - pty_client is a fixture
 
 pytestmark = pytest.mark.privileged
 DOCKYARD = os.path.join(sysconfig.get_path("scripts"), "dockyard")
-
-
-@pytest.fixture
-def pty_client():
-    made = []
-
-    def start(argv):
-        made.append(_Pty(argv))
-        return made[-1]
-
-    yield start
-    for p in made:
-        p.close()
-
-
-def _running(d, ref) -> bool:
-    return ok(d.docker("inspect", "-f", "{{.State.Running}}", ref)).strip() == "true"
 
 
 def _prompt(t):
