@@ -253,10 +253,10 @@ class _Conn:
             return ev
 
     async def send(self, *events):
-        for ev in events:
-            data = self.h.send(ev)
-            if data:
-                self.writer.write(data)
+        # One write for all the events: the transport sends at once, so each write is a syscall.
+        data = b"".join(self.h.send(ev) or b"" for ev in events)
+        if data:
+            self.writer.write(data)
         await self.writer.drain()
 
     async def drain_body(self):
@@ -401,10 +401,10 @@ class Server:
         no_body = r.status in (204, 304) or (100 <= r.status < 200)
         length = None if no_body else len(r.body)
         hs = _headers(None if no_body else r.content_type, r.headers, length)
-        await conn.send(h11.Response(status_code=r.status, headers=hs, reason=_reason(r.status)))
+        events = [h11.Response(status_code=r.status, headers=hs, reason=_reason(r.status))]
         if r.body and not no_body and not head:
-            await conn.send(h11.Data(data=r.body))
-        await conn.send(h11.EndOfMessage())
+            events.append(h11.Data(data=r.body))
+        await conn.send(*events, h11.EndOfMessage())
 
     async def _stream(self, conn: _Conn, s: Stream) -> bool:
         hs = _headers(s.content_type, s.headers) + [("Transfer-Encoding", "chunked")]
@@ -447,11 +447,12 @@ class Server:
             else:
                 head = f"HTTP/1.1 200 OK\r\nContent-Type: {hj.content_type}\r\n"
             head += "".join(f"{k}: {v}\r\n" for k, v in _BASE_HEADERS) + "\r\n"
-            # The 101 block goes out alone, and the stream starts a moment later: docker-py reads the
-            # stream from beneath a buffered reader and drops bytes that arrive with the header.
+            # The 101 block goes out alone, and the stream only once the client has read it:
+            # docker-py reads the stream from beneath a buffered reader and drops bytes that
+            # arrive with the header.
             conn.writer.write(head.encode())
             await conn.writer.drain()
-            await asyncio.sleep(0.02)
+            await _until_read(conn.writer)
             early = bytes(conn.h.trailing_data[0])
             started = True
             await hj.run(conn.reader, conn.writer, early)
@@ -459,6 +460,33 @@ class Server:
             if not started and hj.cleanup:
                 await hj.cleanup()
         return False
+
+
+async def _until_read(writer, limit: float = 0.02) -> None:
+    """Wait until the peer has read everything sent so far, at most ``limit`` seconds.
+
+    On a Unix socket SIOCOUTQ counts the bytes still queued at the receiver (the kernel charges
+    them to the sender until read), so this ends as soon as the client took the header, mostly
+    within a millisecond. On TCP it counts unacknowledged bytes, which says less: the full wait."""
+    import fcntl
+    import socket
+    import termios
+
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        await asyncio.sleep(limit)
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    buf = bytearray(4)
+    while loop.time() < deadline:
+        try:
+            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)  # SIOCOUTQ has TIOCOUTQ's number
+        except OSError:
+            return
+        if not int.from_bytes(buf, sys.byteorder):
+            return
+        await asyncio.sleep(0.0005)
 
 
 def install_logging(level=logging.INFO):
