@@ -446,6 +446,8 @@ def setup(router: Router, eng) -> None:
         # docker-py sends stream=False, the CLI stream=0; absent means stream (moby's default).
         stream = req.qbool("stream", True)
         samples = eng.stats(req.params["id"], stream=stream, one_shot=req.qbool("one-shot"))
+        if not stream:  # one sample: a plain body (the CLI asks this for every container at once)
+            return json_response(await anext(samples))
 
         async def body():
             async for s in samples:

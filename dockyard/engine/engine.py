@@ -68,6 +68,8 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
         self._stop_waiters: dict[str, list[asyncio.Future]] = {}  # not-running: not when it restarts
         self._removed_waiters: dict[str, list[asyncio.Future]] = {}
         self._sessions: dict[str, list[Session]] = {}
+        self._stats_last: dict[str, tuple[str, dict]] = {}  # cid -> (StartedAt, last sample's cpu)
+        self._stats_cgroups: dict[str, tuple] = {}  # cid -> (StartedAt, its cgroup)
         self._tasks: set[asyncio.Task] = set()
         self._restart_tasks: dict[str, asyncio.Task] = {}  # cid -> pending restart (in its back-off sleep)
         self._restart_delay: dict[str, float] = {}  # cid -> last back-off delay (s)
@@ -870,6 +872,8 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
         await asyncio.to_thread(self._db.delete_container, c.id)  # commit point
         self._cev(c, "destroy")
         self._containers.pop(c.id, None)
+        self._stats_last.pop(c.id, None)
+        self._stats_cgroups.pop(c.id, None)
         self._drop_execs(c.id)
         await asyncio.to_thread(self._remove_bundle, c.bundle, c.id)
         if volumes:
@@ -913,20 +917,48 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
     def stats(self, ref: str, stream: bool = True, one_shot: bool = False):
         """Checks now (NotFound), then returns an async iterator of moby ``StatsResponse`` dicts:
         one per second while ``stream``; else one, sampled twice ~1 s apart so ``precpu_stats`` is
-        filled (``one_shot`` skips the second sample, as API 1.41 does)."""
+        filled (moby's documented ``stream=0``). ``one_shot`` (API 1.41) answers at once; where moby
+        leaves ``precpu_stats`` empty there (CPU 0 %), ours is the previous sample any client took
+        of this container, else the container's start, so CPU % is the average since then (what
+        ``podman stats --no-stream`` shows)."""
         c = self.get(ref)
         return self._stats(c, stream, one_shot)
 
+    def _stats_baseline(self, c: Container) -> dict:
+        """precpu for a one-shot sample: the last one taken, else zero CPU at the start (the host's
+        CPU time then is now's less the wall time since, times the CPUs: /proc/stat counts idle)."""
+        last = self._stats_last.get(c.id)
+        if last is not None and last[0] == c.state.started_at:
+            return last[1]
+        started = restartpolicy.parse_rfc3339(c.state.started_at)
+        if not started:
+            return statsmod.idle_sample()
+        ncpu = os.cpu_count() or 1
+        since = max(0.0, time.time() - started)
+        base = statsmod.empty_cpu()
+        base["system_cpu_usage"] = max(0, statsmod.system_cpu_ns() - int(since * ncpu * 1e9))
+        base["online_cpus"] = ncpu
+        return {"read": c.state.started_at, "cpu_stats": base}
+
+    def _stats_sample(self, c: Container) -> dict:
+        # The cgroup handle is kept while the container runs (opening one reads the runtime's
+        # state file and the mount table: more than the sample itself).
+        cached = self._stats_cgroups.get(c.id)
+        try:
+            if cached is None or cached[0] != c.state.started_at:
+                cached = self._stats_cgroups[c.id] = (c.state.started_at, self.runtime.cgroup(c.id))
+            return statsmod.sample(cached[1], c.state.pid, rfc3339())
+        except errdefs.DockyardError:  # exited between the check and the read
+            return statsmod.idle_sample()
+
     async def _stats(self, c: Container, stream: bool, one_shot: bool):
-        prev = statsmod.idle_sample()
+        prev = self._stats_baseline(c) if one_shot and not stream else statsmod.idle_sample()
         first = True
         while True:
             if c.state.running and c.state.pid and c.id in self._containers:
-                try:
-                    cg = await asyncio.to_thread(self.runtime.cgroup, c.id)
-                    cur = await asyncio.to_thread(statsmod.sample, cg, c.state.pid, rfc3339())
-                except errdefs.DockyardError:  # exited between the check and the read
-                    cur = statsmod.idle_sample()
+                # In the loop's thread: ~15 small reads of cgroup and proc files, which never wait
+                # on a disk, cost less than a hop to a worker thread and back.
+                cur = self._stats_sample(c)
             else:
                 cur = statsmod.idle_sample()
             if first and not stream and not one_shot and cur["read"] != statsmod.ZERO_TIME:
@@ -935,6 +967,8 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
                 continue
             first = False
             out = dict(cur, preread=prev["read"], precpu_stats=prev["cpu_stats"], name=c.name, id=c.id)
+            if cur["read"] != statsmod.ZERO_TIME:
+                self._stats_last[c.id] = (c.state.started_at, {"read": cur["read"], "cpu_stats": cur["cpu_stats"]})
             yield out
             if not stream:
                 return
