@@ -292,6 +292,38 @@ class Client:
     def get(self, path, params=None):
         return self.call("GET", path, params)
 
+    def get_many(self, requests) -> list:
+        """GET each ``(path, params)``, pipelined on one fresh connection (all requests written at
+        once, then the answers read in order), so the daemon works through them back to back.
+        -> decoded JSON or the APIError, per request; whatever a closed connection cut short is
+        asked again one by one."""
+        conn = self._connect()
+        out: list = []
+        try:
+            data = b"".join((f"GET {self.prefix}{path}{_query(params)} HTTP/1.1\r\nHost: localhost\r\n"
+                             "User-Agent: dockyard-cli\r\n\r\n").encode("latin-1") for path, params in requests)
+            conn.sock.sendall(data)
+            for _ in requests:
+                resp = Response(conn, "GET")
+                if resp.status >= 400:
+                    out.append(_error_from(resp))
+                else:
+                    body = resp.read()
+                    json_body = resp.getheader("Content-Type", "").startswith("application/json")
+                    out.append((json.loads(body) if json_body else body) if body else None)
+                if resp.headers.get("connection", "").lower() == "close":
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            conn.close()
+        for path, params in requests[len(out):]:
+            try:
+                out.append(self.get(path, params))
+            except APIError as e:
+                out.append(e)
+        return out
+
     def post(self, path, params=None, body=None):
         return self.call("POST", path, params, body)
 

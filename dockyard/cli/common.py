@@ -9,14 +9,7 @@ import sys
 import click
 
 from dockyard.cli.client import APIError, Client
-
-
-class CLIError(Exception):
-    """A user-facing failure: ``message`` is printed as one line, ``code`` is the exit status."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.message, self.code = message, code
+from dockyard.cli.errors import CLIError  # noqa: F401 - every command imports it from here
 
 
 def client() -> Client:

@@ -17,6 +17,8 @@ from dockyard.cli import opts as optparse
 from dockyard.cli import stream
 from dockyard.cli.client import APIError, DaemonUnavailable, filters_param, quote
 from dockyard.cli.common import CLIError, client, err, for_each, split_ref
+from dockyard.cli.hot import Detachable
+from dockyard.cli.hot import bytes_size, detach_key_bytes, stats_row  # noqa: F401 - re-exported
 
 _CREATE_FLAGS = [
     click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container ID"),
@@ -149,70 +151,6 @@ def _run_errors(fn):
     return wrapper
 
 
-_CTRL_KEYS = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
-
-
-def detach_key_bytes(spec: str) -> bytes:
-    """docker's --detach-keys syntax ("ctrl-p,ctrl-q", "a,ctrl-@") -> the bytes typed; checked
-    here so a bad value fails before anything is created (the daemon checks it too)."""
-    out = bytearray()
-    for key in spec.split(","):
-        low = key.lower()
-        if len(key) == 1 and key.isascii():
-            out.append(ord(key))
-        elif low.startswith("ctrl-") and len(low) == 6 and "a" <= low[5] <= "z":
-            out.append(ord(low[5]) - ord("a") + 1)
-        elif low.startswith("ctrl-") and len(low) == 6 and low[5] in _CTRL_KEYS:
-            out.append(_CTRL_KEYS[low[5]])
-        else:
-            raise CLIError(f"Invalid detach keys ({spec}) provided", 125)
-    return bytes(out)
-
-
-class _Detachable(stream.Attached):
-    """An attach that knows when the user typed the detach keys.
-
-    The daemon finds the keys in stdin and ends the stream, leaving the container running; the
-    client watches for them too (as docker's CLI does) so that it then exits 0 at once instead of
-    waiting for an exit that will not come.
-    """
-
-    def __init__(self, client, cid, tty, stdin, detach_keys=""):
-        self.client, self.cid, self.tty, self.stdin, self.raw = client, cid, tty, stdin, None
-        self.keys = detach_key_bytes(detach_keys or "ctrl-p,ctrl-q")
-        self.detached = False
-        params = {"stream": 1, "stdin": 1 if stdin else None, "stdout": 1, "stderr": 1,
-                  "detachKeys": detach_keys or None}  # sent only when given, like docker
-        self._pending = client.hijack_send(f"/containers/{cid}/attach", params)
-
-    @classmethod
-    def exec_start(cls, client, eid, tty, stdin, console_size=None, detach_keys=""):
-        self = super().exec_start(client, eid, tty, stdin, console_size)
-        self.keys, self.detached = detach_key_bytes(detach_keys or "ctrl-p,ctrl-q"), False
-        return self
-
-    def _copy_stdin(self):
-        from _socket import SHUT_WR  # the C module: socket.py costs start-up time (see stream.py)
-
-        recent = b""
-        try:
-            while True:
-                data = os.read(0, 65536)
-                if not data:
-                    break
-                self.sock.sendall(data)
-                recent = (recent + data)[-len(self.keys):]
-                if recent == self.keys:
-                    self.detached = True  # the daemon ends the stream; stdin stays open there
-                    return
-        except OSError:
-            pass
-        try:
-            self.sock.shutdown(SHUT_WR)
-        except OSError:
-            pass
-
-
 @click.command(context_settings=_ARGS_CTX)
 @click.option("--detach-keys", default="", help="Override the key sequence for detaching a container")
 @create_flags
@@ -231,7 +169,7 @@ def run(image, command, detach_keys, **o):
         return
     # attach and wait go out together on their own connections; both must be answered (the
     # server has subscribed us to output and exit) before start.
-    att = _Detachable(c, cid, o["tty"], o["interactive"], detach_keys)
+    att = Detachable(c, cid, o["tty"], o["interactive"], detach_keys)
     pending_wait = stream.send_wait(c, cid, "removed" if o["rm"] else "next-exit")
     att.connected()
     waiter = c.receive(pending_wait)
@@ -283,7 +221,7 @@ def start(attach, interactive, detach_keys, containers):
         raise CLIError("you cannot start and attach multiple containers at once")
     info = c.get(f"/containers/{quote(containers[0])}/json")
     cid, tty = info["Id"], bool(info["Config"].get("Tty"))
-    att = _Detachable(c, cid, tty, interactive and bool(info["Config"].get("OpenStdin")), detach_keys).connected()
+    att = Detachable(c, cid, tty, interactive and bool(info["Config"].get("OpenStdin")), detach_keys).connected()
     waiter = stream.open_wait(c, cid, "removed" if info["HostConfig"].get("AutoRemove") else "next-exit")
     try:
         c.post(f"/containers/{cid}/start")
@@ -310,7 +248,7 @@ def attach(no_stdin, sig_proxy, detach_keys, container):
     if not info["State"].get("Running"):
         raise CLIError("You cannot attach to a stopped container, start it first")
     cid, tty = info["Id"], bool(info["Config"].get("Tty"))
-    att = _Detachable(c, cid, tty, not no_stdin and bool(info["Config"].get("OpenStdin")), detach_keys)
+    att = Detachable(c, cid, tty, not no_stdin and bool(info["Config"].get("OpenStdin")), detach_keys)
     pending_wait = stream.send_wait(c, cid, "not-running")
     att.connected()
     waiter = c.receive(pending_wait)
@@ -581,37 +519,10 @@ def ps(all_, quiet, last, latest, size, filters, fmt, no_trunc):
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(detach, interactive, tty, env, user, workdir, privileged, detach_keys, container, command):
     """Run a command in a running container; exits with the command's status."""
-    c = client()
-    if tty and interactive and not os.isatty(0):
-        raise CLIError("the input device is not a TTY", 1)
-    c.get(f"/containers/{quote(container)}/json")  # docker checks existence first (a clean 404)
-    envs = [e if "=" in e else f"{e}={os.environ[e]}" for e in env if "=" in e or e in os.environ]
-    size = (stream.terminal_size() or (0, 0)) if tty else (0, 0)
-    body = {"User": user or "", "Privileged": privileged, "Tty": tty, "AttachStdin": interactive and not detach,
-            "AttachStderr": not detach, "AttachStdout": not detach, "Detach": detach, "Env": envs,
-            "WorkingDir": workdir or "", "Cmd": list(command)}
-    if detach_keys:
-        detach_key_bytes(detach_keys)
-        body["DetachKeys"] = detach_keys  # docker puts them in the create body for an exec
-    if all(size):
-        body["ConsoleSize"] = list(size)
-    try:
-        eid = c.post(f"/containers/{quote(container)}/exec", body=body)["Id"]
-        if detach:
-            c.post(f"/exec/{eid}/start", body={"Detach": True, "Tty": tty})
-            return
-        att = _Detachable.exec_start(c, eid, tty, interactive, size if all(size) else None, detach_keys)
-    except APIError as e:
-        raise CLIError(f"Error response from daemon: {e.message}") from e
-    if tty:
-        stream.resize(c, eid, "exec")
-        stream.watch_winch(c, eid, "exec")
-    att.run()
-    sys.stdout.flush()
-    if att.detached:
-        return  # the process runs on; it has no exit code yet
-    code = c.get(f"/exec/{eid}/json").get("ExitCode")
-    raise SystemExit(0 if code is None else int(code))
+    from dockyard.cli.hot import exec_command
+
+    exec_command(client(), container, command, detach=detach, interactive=interactive, tty=tty, env=env, user=user,
+                 workdir=workdir, privileged=privileged, detach_keys=detach_keys)
 
 
 exec_.name = "exec"
@@ -659,52 +570,6 @@ COMMANDS = [run, create, start, attach, stop, restart, kill, rm, wait, rename, t
 
 # -- stats --------------------------------------------------------------------------------------
 
-_STATS_TABLE = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}"
-                "\t{{.BlockIO}}\t{{.PIDs}}")
-_STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
-                  "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
-                  "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
-_BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-
-
-def bytes_size(size: float) -> str:
-    """go-units BytesSize: binary units, %.4g ("64MiB", "1.367MiB")."""
-    i = 0
-    while size >= 1024.0 and i < len(_BINARY) - 1:
-        size /= 1024.0
-        i += 1
-    return f"{size:.4g}{_BINARY[i]}"
-
-
-def stats_row(ref: str, s: dict) -> dict:
-    """One table row from a StatsResponse, computed client-side as docker's stats_helpers.go does."""
-    from dockyard.cli.format import human_size
-
-    cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
-    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
-    sys_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-    ncpu = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [])
-    cpu_pct = cpu_delta / sys_delta * ncpu * 100.0 if cpu_delta > 0 and sys_delta > 0 else 0.0
-    mem = s.get("memory_stats") or {}
-    extra = mem.get("stats") or {}
-    usage = mem.get("usage", 0) - extra.get("total_inactive_file", extra.get("inactive_file", 0))
-    usage = max(usage, 0)
-    limit = mem.get("limit", 0)
-    nets = (s.get("networks") or {}).values()
-    blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
-    rd = sum(b.get("value", 0) for b in blk if b.get("op", "").lower() == "read")
-    wr = sum(b.get("value", 0) for b in blk if b.get("op", "").lower() == "write")
-    running = s.get("read") != "0001-01-01T00:00:00Z"
-    return {"ID": (s.get("id") or ref)[:12], "Container": ref, "Name": (s.get("name") or "").lstrip("/") or "--",
-            "CPUPerc": f"{cpu_pct:.2f}%" if running else "0.00%",
-            "MemUsage": f"{bytes_size(usage)} / {bytes_size(limit)}" if running else "0B / 0B",
-            "MemPerc": f"{usage / limit * 100.0 if limit else 0.0:.2f}%",
-            "NetIO": f"{human_size(sum(n.get('rx_bytes', 0) for n in nets))} / "
-                     f"{human_size(sum(n.get('tx_bytes', 0) for n in nets))}",
-            "BlockIO": f"{human_size(rd)} / {human_size(wr)}",
-            "PIDs": str((s.get("pids_stats") or {}).get("current", 0))}
-
-
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
 @click.option("--no-stream", is_flag=True, help="Print one sample and exit")
@@ -713,33 +578,9 @@ def stats_row(ref: str, s: dict) -> dict:
 @click.argument("containers", nargs=-1)
 def stats(all_, no_stream, no_trunc, fmt, containers):
     """Display a live stream of container resource usage statistics."""
-    from dockyard.cli.format import check_format, render_rows
+    from dockyard.cli.hot import stats_command
 
-    fmt = fmt or _STATS_TABLE
-    check_format(fmt)
-    c = client()
-    while True:
-        refs = list(containers) or [x["Id"] for x in c.get("/containers/json", {"all": 1 if all_ else None}) or []]
-        rows, failed = [], False
-        for ref in refs:
-            try:
-                s = c.get(f"/containers/{quote(ref)}/stats", {"stream": 0})
-            except APIError as e:
-                err(f"Error response from daemon: {e.message}")
-                failed = True
-                continue
-            row = stats_row(ref, s)
-            if no_trunc:
-                row["ID"] = s.get("id") or ref
-            rows.append(row)
-        if failed:
-            sys.exit(1)
-        if not no_stream:
-            sys.stdout.write("\033[2J\033[H")  # docker redraws the whole screen each second
-        sys.stdout.write(render_rows(fmt, rows, _STATS_HEADERS))
-        sys.stdout.flush()
-        if no_stream:
-            return
+    stats_command(client(), containers, all_=all_, no_stream=no_stream, no_trunc=no_trunc, fmt=fmt)
 
 
 COMMANDS.append(stats)

@@ -12,7 +12,6 @@ Errors end here: daemon errors print ``Error response from daemon: ...`` (exit 1
 
 import gc
 import importlib
-import os
 import sys
 
 _GC_WAS_ENABLED = gc.isenabled()
@@ -20,8 +19,9 @@ gc.disable()  # while click and this file load: see _loaded()
 
 import click  # noqa: E402
 
-from dockyard.cli.client import DEFAULT_HOST, APIError, DaemonUnavailable  # noqa: E402
-from dockyard.cli.common import CLIError, client, confirm  # noqa: E402
+from dockyard.cli import errors  # noqa: E402
+from dockyard.cli.client import DEFAULT_HOST  # noqa: E402
+from dockyard.cli.common import client, confirm  # noqa: E402
 
 
 def _loaded(gc_was_enabled: bool):
@@ -221,10 +221,6 @@ def _long_host(argv: list) -> list:
     return argv
 
 
-# Long-running commands: they exit the ordinary way (atexit handlers, non-daemon threads joined).
-_SERVERS = ("daemon", "registry")
-
-
 def main(argv=None):
     """The console script (``argv`` None: this process is the command) or an in-process call."""
     whole_process = argv is None
@@ -242,45 +238,9 @@ def main(argv=None):
         code = 125
     except click.exceptions.Abort:
         code = 130
-    except KeyboardInterrupt:
-        code = 130
-    except CLIError as e:
-        print(e.message, file=sys.stderr)
-        code = e.code
-    except DaemonUnavailable as e:
-        print(e, file=sys.stderr)
-        code = 125 if name in ("run", "create") else 1
-    except APIError as e:
-        print(f"Error response from daemon: {e.message}", file=sys.stderr)
-        code = 1
-    except BrokenPipeError:
-        # The reader of our stdout went away (| head): exit quietly (click does the same for
-        # what it sees first). An attached container keeps running, as with docker.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-        code = 1
-    except Exception as e:
-        # A template error can only come from format.py, which only formatting commands import.
-        fmt = sys.modules.get("dockyard.cli.format")
-        if fmt is None or not isinstance(e, fmt.TemplateError):
-            raise
-        print(f"template parsing error: {e}", file=sys.stderr)
-        code = 1
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    if whole_process and name not in _SERVERS:
-        # A client command is done once its output is out: skip the interpreter's teardown
-        # (freeing every module and object: ~8 ms with click loaded); the kernel frees it all.
-        # Its threads are daemon threads, which an ordinary exit would abandon as well.
-        try:
-            sys.stderr.flush()
-        except OSError:
-            pass
-        os._exit(code)
-    sys.exit(code)
+    except (Exception, KeyboardInterrupt, SystemExit) as e:  # noqa: BLE001 - exit_code re-raises the unknown
+        code = errors.exit_code(e, name)
+    errors.finish(code, name, whole_process)
 
 
 _loaded(_GC_WAS_ENABLED)

@@ -105,9 +105,11 @@ def _modules_loaded_by(command: str = "") -> set[str]:
 def test_run_imports_only_what_it_uses():
     mods = _modules_loaded_by("run")
     ours = {m for m in mods if m.startswith("dockyard")}
+    # errors: exit codes; hot: run's detach keys (shared with the click-free exec)
     assert ours == {"dockyard", "dockyard.cli", "dockyard.cli.main", "dockyard.cli.client",
                     "dockyard.cli.common", "dockyard.cli.containers", "dockyard.cli.opts",
-                    "dockyard.cli.stream"}, "run is benchmarked: import anything else lazily"
+                    "dockyard.cli.stream", "dockyard.cli.errors", "dockyard.cli.hot"}, \
+        "run is benchmarked: import anything else lazily"
     # socket.py and signal.py: client.py and stream.py use the C modules under them
     heavy = {"rich", "tarfile", "socket", "signal", "http.client", "email", "ssl",
              "base64", "getpass", "tempfile", "subprocess"}
@@ -117,13 +119,13 @@ def test_run_imports_only_what_it_uses():
 def test_help_lists_commands_without_importing_them():
     ours = {m for m in _modules_loaded_by() if m.startswith("dockyard")}
     assert ours == {"dockyard", "dockyard.cli", "dockyard.cli.main", "dockyard.cli.client",
-                    "dockyard.cli.common"}
+                    "dockyard.cli.common", "dockyard.cli.errors"}
 
 
 def test_version_does_not_load_the_other_commands():
     ours = {m for m in _modules_loaded_by("version") if m.startswith("dockyard")}
     assert ours == {"dockyard", "dockyard.cli", "dockyard.cli.main", "dockyard.cli.client",
-                    "dockyard.cli.common", "dockyard.cli.system"}
+                    "dockyard.cli.common", "dockyard.cli.errors", "dockyard.cli.system"}
 
 
 def test_exit_status_and_message_reach_the_caller():
