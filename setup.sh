@@ -83,6 +83,9 @@ fi
 # This environment may set PYTHONDONTWRITEBYTECODE; stale or missing .pyc files would then cost
 # every CLI and runtime start a recompile.
 "$PY" -m compileall -q "$REPO/dockyard" >/dev/null
+# The `dockyard` command starts without `site` (its .pth files cost 5-30 ms per CLI call); the
+# launcher replaces pip's console script in place (dockyard/cli/launcher.py).
+"$PY" -m dockyard.cli.launcher "$SCRIPTS/dockyard"
 
 # --- make `dockyard` on PATH the real console script ----------------------------------------
 # A pyenv shim (bash + `pyenv exec`) costs ~150 ms per call and comes first on PATH, so a symlink
