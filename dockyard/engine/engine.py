@@ -55,6 +55,18 @@ def rfc3339(ns: int | None = None) -> str:
     return f"{base}.{frac}Z" if frac else base + "Z"
 
 
+def rfc3339_ns(s: str) -> int:
+    """Unix ns of ``rfc3339``'s output (0 for Go's zero time or junk)."""
+    import calendar
+
+    try:
+        base, _, frac = s.rstrip("Z").partition(".")
+        sec = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+        return max(0, sec * 1_000_000_000 + int((frac + "000000000")[:9]))
+    except (ValueError, OverflowError):
+        return 0
+
+
 class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
     def __init__(self, data_root, exec_root, images, runtime, db):
         self.data_root, self.exec_root = data_root, exec_root
@@ -579,7 +591,9 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
             networks = dict((c.network_settings or {}).get("Networks") or {})
             await asyncio.to_thread(self._teardown, c)
             code, oom, fin = (status.code, status.oom_killed, status.finished_at_ns) if status else (255, False, None)
-            finished = rfc3339(fin)
+            # The exit file's mtime comes from the kernel's coarse clock (a tick behind): a process
+            # that ends within a tick of its start must not seem to finish before it started.
+            finished = rfc3339(max(fin or time.time_ns(), rfc3339_ns(c.state.started_at)))
             ran = restartpolicy.parse_rfc3339(finished) - restartpolicy.parse_rfc3339(c.state.started_at)
             again, delay = restartpolicy.decide(c.host_config.get("RestartPolicy"), code, c.manually_stopped, ran,
                                                 c.restart_count, self._restart_delay.get(cid, 0.0))

@@ -198,6 +198,9 @@ def _apply_member(tf, m, root_fd, overlay, dir_times, seen) -> int:
                 _remove(parent_fd, target)
                 if overlay:
                     os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent_fd)
+                    # The whiteout keeps the entry's mtime, so a layer tarred again (commit, save)
+                    # has the same digest.
+                    os.utime(target, (int(m.mtime), int(m.mtime)), dir_fd=parent_fd, follow_symlinks=False)
         finally:
             os.close(parent_fd)
         return 0

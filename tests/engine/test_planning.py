@@ -178,3 +178,12 @@ def test_build_spec_security_opts():
         _build(_container({"SecurityOpt": ["seccomp={not json"]}))
     with pytest.raises(errdefs.InvalidArgument, match="security-opt"):
         _build(_container({"SecurityOpt": ["bogus=1"]}))
+
+
+def test_rfc3339_round_trips_to_the_nanosecond():
+    from dockyard.engine.engine import rfc3339, rfc3339_ns
+
+    for ns in (1795335318000000000, 1795335318240292152, 1795335318200000000, 1):
+        assert rfc3339_ns(rfc3339(ns)) == ns
+    # Go's zero time (never started) and junk are 0: max() with them keeps the other side.
+    assert rfc3339_ns("0001-01-01T00:00:00Z") == 0 and rfc3339_ns("junk") == 0
