@@ -82,6 +82,7 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
         self._sessions: dict[str, list[Session]] = {}
         self._stats_last: dict[str, tuple[str, dict]] = {}  # cid -> (StartedAt, last sample's cpu)
         self._stats_cgroups: dict[str, tuple] = {}  # cid -> (StartedAt, its cgroup)
+        self._creating: dict[str, str] = {}  # name -> ID of a create in progress (names are unique)
         self._tasks: set[asyncio.Task] = set()
         self._restart_tasks: dict[str, asyncio.Task] = {}  # cid -> pending restart (in its back-off sleep)
         self._restart_delay: dict[str, float] = {}  # cid -> last back-off delay (s)
@@ -231,7 +232,10 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
         return out[:limit] if has_limit else out
 
     def _taken(self, name: str) -> bool:
-        return any(c.name == name for c in self._containers.values())
+        return name in self._creating or any(c.name == name for c in self._containers.values())
+
+    def _owner_of(self, name: str) -> str:
+        return self._creating.get(name) or next((c.id for c in self._containers.values() if c.name == name), "")
 
     # ---- create -----------------------------------------------------------------------------
     async def create_container(self, name, config, host_config=None, networking_config=None):
@@ -242,10 +246,18 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
         if name:
             name = names.normalize(name)
             if self._taken(name):
-                owner = next(c.id for c in self._containers.values() if c.name == name)
-                raise names.conflict(name, owner)
+                raise names.conflict(name, self._owner_of(name))
         else:
             name = "/" + names.random_name(self._taken)
+        # The name is ours from here (no await in between): a concurrent create sees it taken.
+        cid = names.new_id()
+        self._creating[name] = cid
+        try:
+            return await self._create_named(name, cid, image_ref, config, host_config, networking_config)
+        finally:
+            del self._creating[name]
+
+    async def _create_named(self, name, cid, image_ref, config, host_config, networking_config):
         image = await asyncio.to_thread(self.images.resolve, image_ref)
         merged = cfgplan.merge_config(config, (image.config or {}).get("config") or {})
         validate_health(merged.get("Healthcheck"))
@@ -265,7 +277,6 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
             elif m["Type"] == "bind" and not m.pop("CreateSource") and not os.path.exists(m["Source"]):
                 raise errdefs.InvalidArgument(
                     f'invalid mount config for type "bind": bind source path does not exist: {m["Source"]}')
-        cid = names.new_id()
         bundle = os.path.join(self.data_root, "containers", cid)
         args = list(merged.get("Entrypoint") or []) + list(merged.get("Cmd") or [])
         if not merged.get("Hostname"):
@@ -912,6 +923,8 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
         new = names.normalize(new_name)
         if new == c.name:
             raise errdefs.InvalidArgument("Renaming a container with the same name as its current name")
+        if new in self._creating:
+            raise names.conflict(new, self._creating[new])
         async with self._locks[c.id]:
             old = c.name
             c.name = new

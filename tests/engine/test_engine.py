@@ -411,3 +411,33 @@ def test_tty_console_size_and_attach_end(roots):
         finally:
             await eng.close()
     run(body())
+
+
+def test_concurrent_creates_never_share_a_name(roots, monkeypatch):
+    """A name is reserved before the create's first await: random names drawn at the same time
+    stay distinct, and of creates racing for one name exactly one wins (moby's 409 for the rest)."""
+    from dockyard.engine import names
+
+    async def body():
+        eng = await roots.open()
+        try:
+            # Every random draw is the same name: without the reservation all would take it.
+            monkeypatch.setattr(names.secrets, "choice", lambda seq: seq[0])
+            got = await asyncio.gather(*(eng.create_container(None, {"Image": "busybox", "Cmd": ["true"]}, {}) for _ in range(8)),
+                                       return_exceptions=True)
+            ids = [g[0] for g in got if not isinstance(g, BaseException)]
+            assert len(ids) == 8, got
+            assert len({eng.get(i).name for i in ids}) == 8
+            monkeypatch.undo()
+            got = await asyncio.gather(*(eng.create_container("same", {"Image": "busybox", "Cmd": ["true"]}, {}) for _ in range(6)),
+                                       return_exceptions=True)
+            won = [g for g in got if not isinstance(g, BaseException)]
+            lost = [g for g in got if isinstance(g, BaseException)]
+            assert len(won) == 1 and len(lost) == 5, got
+            assert all(isinstance(e, errdefs.AlreadyExists) and won[0][0] in str(e) for e in lost), lost
+            for cid in ids + [won[0][0]]:
+                await eng.remove(cid, force=True)
+        finally:
+            await eng.close()
+
+    run(body())
