@@ -151,3 +151,21 @@ def test_demux(tmp_path):
         d.feed(b"\x03\x00\x00\x00\x00\x00\x00\x04boom")
     for fd in (*out, *err):
         os.close(fd)
+
+
+def test_percent_encoding_matches_urllib():
+    """client.py encodes paths and queries itself (urllib.parse costs start-up time): the same
+    bytes as urllib.parse.quote / urlencode, for any text."""
+    import random
+    import urllib.parse
+
+    from dockyard.cli.client import _query, quote
+
+    rng = random.Random(7)
+    alphabet = "az AZ09_.-~/:@?#&=+%!$'()*,;[]{}\"\\\tü€\U0001f600"
+    samples = ["", "busybox:latest", "a b", "repo@sha256:ab", '{"label":{"a=b":true}}']
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 20))) for _ in range(500)]
+    for s in samples:
+        assert quote(s) == urllib.parse.quote(s, safe="/:@"), s
+        assert _query({"k": s, "l l": [s, 1, True]}) == "?" + urllib.parse.urlencode(
+            [("k", s), ("l l", s), ("l l", "1"), ("l l", "1")]), s
