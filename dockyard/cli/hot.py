@@ -8,7 +8,6 @@ its click commands: one implementation, two front ends. Nothing here may import 
 
 import os
 import sys
-import threading
 
 from dockyard.cli import stream
 from dockyard.cli.client import APIError, Client, quote
@@ -69,20 +68,25 @@ class Detachable(stream.Attached):
                 data = os.read(0, 65536)
                 if not data:
                     break
+                window = recent + data  # the keys may span reads, or sit inside one (a paste)
+                recent = window[-len(self.keys):]
+                # Before the keys go out: the daemon ends the stream as soon as it has them, and
+                # run() must then see that this was a detach, not wait for an exit.
+                self.detached = self.keys in window
                 self.sock.sendall(data)
-                recent = (recent + data)[-len(self.keys):]
-                if recent == self.keys:
-                    self.detached = True  # the daemon ends the stream; stdin stays open there
-                    t = threading.Timer(self.DETACH_GRACE, _shutdown, (self.sock, SHUT_RDWR))
-                    t.daemon = True
-                    t.start()
+                if self.detached:  # the daemon ends the stream; stdin stays open there
+                    stream.start_thread(_shutdown, self.sock, SHUT_RDWR, self.DETACH_GRACE)
                     return
         except OSError:
             pass
         _shutdown(self.sock, SHUT_WR)
 
 
-def _shutdown(sock, how):
+def _shutdown(sock, how, after=0.0):
+    if after:
+        import time
+
+        time.sleep(after)
     try:
         sock.shutdown(how)  # wakes the reader of a blocked recv (it returns b"")
     except OSError:

@@ -10,6 +10,8 @@ import time
 
 import pytest
 from e2e_util import ok
+from test_ops3_e2e import _running, pty_client  # noqa: F401 - pty_client is a fixture
+from test_ops4_e2e import _prompt
 
 pytestmark = pytest.mark.privileged
 DOCKYARD = os.path.join(sysconfig.get_path("scripts"), "dockyard")
@@ -88,6 +90,24 @@ def test_exec_output_never_lost_right_after_the_header(clean_daemon, name):
     # and attach-style streams of the real CLI (Go: reads the header unbuffered)
     for i in range(5):
         assert ok(d.docker("exec", name, "echo", f"cli-{i}")).strip() == f"cli-{i}"
+
+
+@pytest.mark.parametrize("typed", [b"\x10\x11", b"echo pas''ted\r\x10\x11 and more"], ids=["keys", "pasted"])
+def test_run_it_detach_right_after_the_keys(clean_daemon, name, pty_client, typed):
+    """The client must know it detached before the daemon, which has the keys, ends the stream:
+    else it waits for an exit that never comes (1 run in 2 once the daemon answered fast).
+    Pasted: the keys inside one read, with input after them (which the daemon drops)."""
+    d = clean_daemon
+    for i in range(5):
+        n = f"{name}-{i}"
+        t = pty_client([DOCKYARD, "-H", d.host, "run", "-it", "--name", n, "busybox", "sh"])
+        _prompt(t)
+        t.write(b"echo rea''dy\r")
+        assert t.read_until(b"ready"), t.out
+        t.write(typed)
+        assert t.wait() == 0, t.out
+        assert _running(d, n)
+        ok(d.cli("rm", "-f", n))
 
 
 def test_dockyard_command_is_the_site_less_launcher():
