@@ -42,5 +42,9 @@ class Forbidden(DockyardError):
     """The operation is never allowed, e.g. removing a predefined network (HTTP 403)."""
 
 
+class NotImplemented(DockyardError):  # noqa: A001 - moby's errdefs name; builtins' is a constant
+    """The operation exists but this configuration cannot do it, e.g. reading a none driver's logs (501)."""
+
+
 class Internal(DockyardError):
     """A bug or an unexpected system failure (HTTP 500)."""

@@ -196,7 +196,9 @@ def container_inspect(c, size: bool = False) -> dict:
         "ResolvConfPath": os.path.join(bundle, "resolv.conf") if bundle else "",
         "HostnamePath": os.path.join(bundle, "hostname") if bundle else "",
         "HostsPath": os.path.join(bundle, "hosts") if bundle else "",
-        "LogPath": c.log_path,
+        # moby fills it for json-file only: other drivers' files are not an API (as moby says).
+        "LogPath": c.log_path if ((c.host_config or {}).get("LogConfig") or {}).get("Type", "json-file") == "json-file"
+        else "",
         "Name": c.name,
         "RestartCount": c.restart_count,
         "Driver": "overlay2",

@@ -49,6 +49,7 @@ _STATUS = [
     (errdefs.Forbidden, 403),
     (errdefs.FailedPrecondition, 412),
     (errdefs.Unavailable, 503),
+    (errdefs.NotImplemented, 501),
 ]
 
 

@@ -127,7 +127,7 @@ def fill_host_config(hc: dict | None) -> dict:
         raise errdefs.InvalidArgument(f"invalid restart policy '{name}'")
     count = rp.get("MaximumRetryCount") or 0
     if count and name != "on-failure":
-        raise errdefs.InvalidArgument(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+        raise errdefs.InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
     hc["RestartPolicy"] = {"Name": name, "MaximumRetryCount": count}
     if hc.get("AutoRemove") and name != "no":
         raise errdefs.InvalidArgument("can't create 'AutoRemove' container with restart policy")

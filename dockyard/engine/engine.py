@@ -1007,7 +1007,7 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
         """Checks now (NotFound, driver without reading), then returns the async iterator."""
         c = self.get(ref)
         if not plan_of(c).readable:
-            raise errdefs.InvalidArgument("configured logging driver does not support reading")
+            raise errdefs.NotImplemented("configured logging driver does not support reading")
         return read_logs(c, self, stdout, stderr, follow and c.state.running, since_ns, until_ns, tail)
 
     async def attach(self, ref, stdin=False, stdout=True, stderr=True, logs=False, stream=True):

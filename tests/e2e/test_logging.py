@@ -24,6 +24,12 @@ def log_path(daemon, name):
     return ok(daemon.docker("inspect", "-f", "{{.LogPath}}", name)).strip()
 
 
+def local_log_path(daemon, name):
+    """The local driver's file, which moby keeps out of LogPath (not an API): where ours lives."""
+    cid = ok(daemon.docker("inspect", "-f", "{{.Id}}", name)).strip()
+    return os.path.join(daemon.data_root, "containers", cid, cid + "-json.log")
+
+
 def log_files(daemon, name):
     """The log generations on disk (``.keep``, the keeper's second name of the current file, left out)."""
     cid = ok(daemon.docker("inspect", "-f", "{{.Id}}", name)).strip()
@@ -153,6 +159,12 @@ def test_none_driver_writes_nothing_and_refuses_reading(clean_daemon, name):
     r = d.docker("logs", name)
     assert r.returncode != 0 and "configured logging driver does not support reading" in r.stderr
     assert ok(d.docker("inspect", "-f", "{{.HostConfig.LogConfig.Type}}", name)).strip() == "none"
+    import docker
+    with pytest.raises(docker.errors.APIError) as e:  # moby's NotImplemented
+        d.api().api.logs(name)
+    assert e.value.status_code == 501
+    # LogPath is moby's json-file path, empty for every other driver.
+    assert ok(d.docker("inspect", "-f", "{{.LogPath}}", name)).strip() == ""
 
 
 @pytest.mark.privileged
@@ -160,7 +172,8 @@ def test_local_driver_compresses_rotated_files_and_reads_them(clean_daemon, name
     d = clean_daemon
     ok(d.docker("run", "--name", name, "--log-driver", "local", "--log-opt", "max-size=64k",
                 "--log-opt", "max-file=4", "busybox", "sh", "-c", paced(1, 8000)))
-    base = log_path(d, name)
+    assert log_path(d, name) == ""
+    base = local_log_path(d, name)
     # The keeper gzips in a worker thread: wait for the rotated files to become .gz.
     names = poll(lambda: (lambda n: n if n == {"", ".1.gz", ".2.gz", ".3.gz"} else None)(
         {f[len(base):] for f in log_files(d, name)}), timeout=10)
