@@ -94,7 +94,7 @@ ROOT = {
 }
 CONTAINER = {
     **_names("containers", "run create start attach stop restart kill rm remove=rm ls=ps list=ps ps "
-                           "logs wait rename top exec=exec_ pause unpause stats diff export commit"),
+                           "logs wait rename top exec=exec_ pause unpause update stats diff export commit"),
     **_names("copy", "cp"),
     "inspect": ("system", "inspect_command", "container"),
 }

@@ -25,8 +25,8 @@ def volume():
 def create(name, name_opt, driver, opt, label):
     """Create a volume; prints its name."""
     if name and name_opt and name != name_opt:
-        raise CLIError(f"conflicting options: cannot specify a volume-name through both "
-                       f"--name and as a positional arg")
+        raise CLIError("conflicting options: cannot specify a volume-name through both "
+                       "--name and as a positional arg")
     try:
         body = {"Driver": driver, "DriverOpts": optparse.parse_kv(opt, "option"),
                 "Labels": optparse.parse_kv(label), "Name": name or name_opt or ""}

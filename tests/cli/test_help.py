@@ -81,6 +81,7 @@ def test_lazy_groups_resolve_to_the_modules_commands():
     container = main.cli.get_command(ctx, "container")
     assert container.get_command(ctx, "ls") is containers.ps
     assert container.get_command(ctx, "exec") is containers.exec_
+    assert container.get_command(ctx, "update") is containers.update  # docker container update
     assert main.cli.get_command(ctx, "volume") is volumes.volume
     assert main.cli.get_command(ctx, "network") is networks.network
     for group in (image, container, volumes.volume, networks.network):
