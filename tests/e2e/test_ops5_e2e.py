@@ -62,6 +62,25 @@ def test_dockyard_stats_no_stream_all_at_once(clean_daemon, name):
     assert r.returncode == 1 and "No such container: nosuch-" + name in r.stderr, r
 
 
+def test_dockyard_stats_streams_a_frame_a_second(clean_daemon, name):
+    """Without --no-stream: the screen is redrawn about once a second, each frame's CPU % from
+    the previous frame's sample (one-shot requests, the daemon keeps the last one)."""
+    d = clean_daemon
+    _busy(d, name)
+    p = subprocess.Popen([DOCKYARD, "-H", d.host, "stats", "--format", "{{.Name}} {{.CPUPerc}}", name],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = p.communicate(timeout=3.5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    frames = [f for f in out.decode().split("\033[2J\033[H") if f.strip()]
+    assert 2 <= len(frames) <= 5, (frames, err)  # not a busy loop, and more than one frame
+    for f in frames:
+        nm, cpu = f.split()
+        assert nm == name and float(cpu.rstrip("%")) > 50, frames
+
+
 def test_pipelined_requests_keep_order_and_errors(clean_daemon):
     """Client.get_many (all requests written at once): answers in order, an error in its own
     slot, the plain-text and JSON bodies decoded as single requests decode them."""
