@@ -410,13 +410,16 @@ def setup(router: Router, eng) -> None:
         until = parse_timestamp_ns(req.q("until"), "until")
         ts = req.qbool("timestamps")
         tty = bool((c.config or {}).get("Tty"))
-        entries = eng.logs(c.id, stdout=stdout, stderr=stderr, follow=req.qbool("follow"),
-                           since_ns=since, until_ns=until, tail=tail_n)
+        batches = eng.logs(c.id, stdout=stdout, stderr=stderr, follow=req.qbool("follow"),
+                           since_ns=since, until_ns=until, tail=tail_n, batched=True)
+
+        def one(e):
+            data = (render.rfc3339_nano_fixed(e.time_ns).encode() + b" " + e.data) if ts else e.data
+            return data if tty else frame(e.stream, data)
 
         async def body():
-            async for e in entries:
-                data = (render.rfc3339_nano_fixed(e.time_ns).encode() + b" " + e.data) if ts else e.data
-                yield data if tty else frame(e.stream, data)
+            async for batch in batches:  # one chunk per read of the log, not one per line
+                yield b"".join(map(one, batch))
 
         ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
         return Stream(body(), ctype)

@@ -40,7 +40,7 @@ from dockyard.engine.copy import CopyOps
 from dockyard.engine.execs import ExecOps
 from dockyard.engine.health import HealthOps, validate as validate_health
 from dockyard.engine.layers import LayerOps
-from dockyard.engine.logs import LogRotator, plan_of, read_logs
+from dockyard.engine.logs import LogRotator, plan_of, read_log_batches, read_logs
 from dockyard.engine.state import StateDB
 from dockyard.engine.volumes import VolumeStore, validate_volume_name
 
@@ -1003,12 +1003,14 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
             await asyncio.sleep(1)
 
     # ---- logs / attach ----------------------------------------------------------------------
-    def logs(self, ref, stdout=True, stderr=True, follow=False, since_ns=0, until_ns=0, tail=-1):
-        """Checks now (NotFound, driver without reading), then returns the async iterator."""
+    def logs(self, ref, stdout=True, stderr=True, follow=False, since_ns=0, until_ns=0, tail=-1, batched=False):
+        """Checks now (NotFound, driver without reading), then returns the async iterator of
+        LogEntry (``batched``: of lists of them, as read)."""
         c = self.get(ref)
         if not plan_of(c).readable:
             raise errdefs.NotImplemented("configured logging driver does not support reading")
-        return read_logs(c, self, stdout, stderr, follow and c.state.running, since_ns, until_ns, tail)
+        read = read_log_batches if batched else read_logs
+        return read(c, self, stdout, stderr, follow and c.state.running, since_ns, until_ns, tail)
 
     async def attach(self, ref, stdin=False, stdout=True, stderr=True, logs=False, stream=True):
         c = self.get(ref)

@@ -75,6 +75,16 @@ def plan_of(c) -> logdrivers.LogPlan:
 
 async def read_logs(c, engine, stdout, stderr, follow, since_ns, until_ns, tail):
     """Async iterator of LogEntry for container ``c`` (see Engine.logs)."""
+    batches = read_log_batches(c, engine, stdout, stderr, follow, since_ns, until_ns, tail)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for e in batch:
+                yield e
+
+
+async def read_log_batches(c, engine, stdout, stderr, follow, since_ns, until_ns, tail):
+    """read_logs in lists of LogEntry, as the file gave them: the API sends one chunk per list
+    (a chunk per line made `docker logs` of 200k lines take 1.3 s)."""
     want = {"stdout": stdout, "stderr": stderr}
     stop = engine._exited.get(c.id) if follow else None
     keeper = engine._rotator
@@ -94,9 +104,9 @@ async def read_logs(c, engine, stdout, stderr, follow, since_ns, until_ns, tail)
         while True:
             # In batches: a 1 GB log must not be read into memory at once.
             batch = await asyncio.to_thread(lambda: [e for _, e in zip(range(_HISTORY_BATCH), history)])
-            for stream, line, t in batch:
-                if want.get(stream):
-                    yield LogEntry(stream, line, t)
+            out = [LogEntry(stream, line, t) for stream, line, t in batch if want.get(stream)]
+            if out:
+                yield out
             if len(batch) < _HISTORY_BATCH:
                 break
         if stop is None:
@@ -104,12 +114,15 @@ async def read_logs(c, engine, stdout, stderr, follow, since_ns, until_ns, tail)
         on_stop = (lambda: keeper.observe(c.id)) if keeper else None
         if f:
             f.seek(carry.offset)
-        follower = logfile.follow(c.log_path, 0, stop, file=f, pins=pins, on_stop=on_stop, joiner=carry)
+        follower = logfile.follow(c.log_path, 0, stop, file=f, pins=pins, on_stop=on_stop, joiner=carry,
+                                  batched=True)
         f = None  # the follower's now
         async with contextlib.aclosing(follower):
-            async for stream, line, t in follower:
-                if want.get(stream) and (not until_ns or t <= until_ns):
-                    yield LogEntry(stream, line, t)
+            async for got in follower:
+                out = [LogEntry(stream, line, t) for stream, line, t in got
+                       if want.get(stream) and (not until_ns or t <= until_ns)]
+                if out:
+                    yield out
     finally:
         try:
             history.close()  # a client that left mid-history: its files close now

@@ -383,8 +383,10 @@ class Tail:
 
 
 async def follow(path: str, start_offset: int, stop_event: asyncio.Event, poll: float = 0.05,
-                 file=None, pins: Pins | None = None, on_stop=None, joiner: Joiner | None = None):
-    """Async-yield (stream, line, time_ns) appended to the log from ``start_offset`` on.
+                 file=None, pins: Pins | None = None, on_stop=None, joiner: Joiner | None = None,
+                 batched: bool = False):
+    """Async-yield (stream, line, time_ns) appended to the log from ``start_offset`` on (with
+    ``batched``, lists of them: what one read of the file gave).
 
     ``file`` is the generation to start in (default: ``path`` opened now). With ``pins``,
     generations come from the keeper; without, a rename of ``path`` is noticed by its inode. When
@@ -404,14 +406,24 @@ async def follow(path: str, start_offset: int, stop_event: asyncio.Event, poll: 
             if stopping and on_stop:
                 on_stop()
             while True:
-                for e in t.read(256 * 1024):
-                    yield e
+                got = t.read(256 * 1024)
+                if batched:
+                    if got:
+                        yield got
+                else:
+                    for e in got:
+                        yield e
                 if t.eof:
                     break
                 await asyncio.sleep(0)  # a flood must not hold the event loop
             if stopping:
-                for e in t.finish():
-                    yield e
+                rest = t.finish()
+                if batched:
+                    if rest:
+                        yield rest
+                else:
+                    for e in rest:
+                        yield e
                 return
             try:
                 await asyncio.wait_for(stop_event.wait(), poll)
