@@ -223,7 +223,7 @@ class FakeEngine:
     async def resize(self, ref, height, width):
         self.get(ref)
 
-    def logs(self, ref, stdout=True, stderr=True, follow=False, since_ns=0, until_ns=0, tail=-1):
+    def logs(self, ref, stdout=True, stderr=True, follow=False, since_ns=0, until_ns=0, tail=-1, batched=False):
         c = self.get(ref)
 
         async def gen():
@@ -231,8 +231,13 @@ class FakeEngine:
             while True:
                 entries = c.log[sent:]
                 sent = len(c.log)
-                for e in (entries[-tail:] if tail >= 0 and sent == len(entries) else entries):
-                    if (e.stream == "stdout" and stdout) or (e.stream == "stderr" and stderr):
+                batch = [e for e in (entries[-tail:] if tail >= 0 and sent == len(entries) else entries)
+                         if (e.stream == "stdout" and stdout) or (e.stream == "stderr" and stderr)]
+                if batched:
+                    if batch:
+                        yield batch
+                else:
+                    for e in batch:
                         yield e
                 if not follow or not c.state.running:
                     return
