@@ -24,6 +24,13 @@ def _iproute():
     return IPRoute()
 
 
+def _netlink_errors() -> tuple:
+    # pyroute2's NetlinkError (errno in args[0]) is not an OSError (0.9: it derives from Exception).
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return (OSError, NetlinkError)
+
+
 def in_netns(path, fn):
     """Run ``fn()`` in a fresh thread that lives in the network namespace at ``path``."""
     if path is None:
@@ -97,7 +104,7 @@ def _do(ipr, op):
         if idx:
             try:
                 ipr.link("del", index=idx[0])
-            except OSError as e:
+            except _netlink_errors() as e:
                 # A veth goes with its peer: when the container's netns dies between the
                 # lookup and the delete, the link is already gone. That is the goal.
                 if _code(e) != errno.ENODEV:
@@ -116,7 +123,7 @@ def _run(batch):
         for op in batch:
             try:
                 _do(ipr, op)
-            except OSError as e:  # pyroute2's NetlinkError is an OSError
+            except _netlink_errors() as e:
                 raise Internal(f"network: {op.kind} {_describe(op)}: {os.strerror(_code(e) or errno.EIO)}") from e
 
 

@@ -546,3 +546,32 @@ def test_mtu_option(nm, netns, run_in, host_state):
     assert ping(run_in, b, e1.ip)
     nm.release_container(CID1)
     nm.release_container(CID2)
+
+
+def test_netlink_errors_are_errdefs_and_a_link_gone_meanwhile_is_deleted():
+    """pyroute2's NetlinkError is not an OSError (0.9): the kernel layer must still turn it into
+    one clear errdefs line, and a delete that finds the veth gone with its netns (ENODEV, the
+    kernel's own teardown won the race) is a success, not five retries and a reconcile."""
+    import errno
+
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from dockyard.errdefs import Internal
+    from dockyard.network import plan
+
+    name = "dyt" + secrets.token_hex(3)
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"], check=True)
+    try:
+        with pytest.raises(Internal, match=f"network: master name={name} master=lo: "):
+            kernel.apply([plan.Op("master", {"name": name, "master": "lo"})])  # lo is no bridge
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=True)  # its peer goes with it
+
+    class Racing:  # the link is listed, then gone by the time it is deleted
+        def link_lookup(self, ifname):
+            return [12345]
+
+        def link(self, *a, **kw):
+            raise NetlinkError(errno.ENODEV, "No such device")
+
+    kernel._do(Racing(), plan.Op("del_link", {"name": name}))  # no exception
