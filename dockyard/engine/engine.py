@@ -532,19 +532,20 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
             out[dest] = path
         return out
 
-    def _teardown(self, c: Container):
+    def _teardown(self, c: Container, exited: bool = False):
         """Undo a run (thread): runtime state, conmon dirs, cgroup, the rootfs mount, the network
-        endpoints and published ports. Idempotent."""
+        endpoints and published ports. ``exited``: after the init's exit (its veths may go in the
+        background). Idempotent."""
         try:
             self.runtime.delete(c.id, force=True)
         except errdefs.NotFound:
             pass
         if self.nm:
-            self._release_network(c.id)
+            self._release_network(c.id, exited)
         c.network_settings = {}
         sysmount.unmount(c.rootfs)
 
-    def _release_network(self, cid: str):
+    def _release_network(self, cid: str, exited: bool = False):
         """Drop the container's endpoints and ports (thread). The kernel destroys a dead container's
         netns asynchronously, taking the veth with it: a delete can then fail with ENODEV (pyroute2's
         NetlinkError) after the endpoint row is gone. Retry for the rest; if anything failed, a
@@ -552,7 +553,7 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
         failed = False
         for attempt in range(5):
             try:
-                self.nm.release_container(cid)
+                self.nm.release_container(cid, exited=exited)
                 break
             except Exception:  # noqa: BLE001 - pyroute2's errors are not errdefs
                 failed = True
@@ -600,7 +601,7 @@ class Engine(ExecOps, CopyOps, LayerOps, HealthOps):
             except errdefs.NotFound:  # runtime state already gone (a teardown half done before a crash)
                 status = None
             networks = dict((c.network_settings or {}).get("Networks") or {})
-            await asyncio.to_thread(self._teardown, c)
+            await asyncio.to_thread(self._teardown, c, True)
             code, oom, fin = (status.code, status.oom_killed, status.finished_at_ns) if status else (255, False, None)
             # The exit file's mtime comes from the kernel's coarse clock (a tick behind): a process
             # that ends within a tick of its start must not seem to finish before it started.

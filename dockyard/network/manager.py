@@ -39,6 +39,7 @@ class NetworkManager:
         self.store = Store(os.path.join(state_dir, "network.db"))
         self._reserved = {}  # (host_ip, port, proto) -> bound socket holding the host port
         self._lock = threading.RLock()
+        self._deleter = _LinkDeleter()
         self._init_predefined(bip)
 
     # ---- naming -------------------------------------------------------------------------------
@@ -244,18 +245,25 @@ class NetworkManager:
             except NotFound:
                 pass  # the container's netns is gone too: nothing left to route
 
-    def release_container(self, container_id):
+    def release_container(self, container_id, exited=False):
+        """Drop the container's endpoints: rows, ports and rules now. ``exited``: its init is gone,
+        so its netns dies and takes the veths along; we delete them anyway (a netns can outlive
+        its init) but in the background: a veth's unregistering waits out RCU grace periods in the
+        kernel (10-35 ms here), which need not delay the exit's record. ``close()`` waits for them."""
         with self._lock:
             for ep in self.store.endpoints(container_id=container_id):
-                self._drop_endpoint(ep)
+                self._drop_endpoint(ep, later=exited)
 
-    def _drop_endpoint(self, ep):
+    def _drop_endpoint(self, ep, later=False):
         with self.store.tx() as s:  # commit point
             s.delete_endpoint(ep.id)
         for p in ep.ports:
             self._release_port(p)
         if ep.host_ifname:
-            kernel.delete_link(ep.host_ifname)
+            if later:
+                self._deleter.put(ep.host_ifname)
+            else:
+                kernel.delete_link(ep.host_ifname)
         if ep.ports:
             self._apply_rules()
 
@@ -416,6 +424,7 @@ class NetworkManager:
 
     def teardown(self):
         """Remove every kernel object of this daemon; the stored state stays (reconcile rebuilds)."""
+        self._deleter.drain()
         with self._lock:
             for sock in self._reserved.values():
                 sock.close()
@@ -429,6 +438,7 @@ class NetworkManager:
             kernel.apply_nft(rules.ruleset(self.tag, [], []))
 
     def close(self):
+        self._deleter.drain()  # a crash instead leaves the links to reconcile
         for sock in self._reserved.values():
             sock.close()
         self._reserved.clear()
@@ -490,3 +500,42 @@ def _masquerade(n) -> bool:
 
 def _now():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _LinkDeleter:
+    """One thread that deletes links handed to it, in order; ``drain`` waits until it is idle."""
+
+    def __init__(self):
+        self._cv = threading.Condition()
+        self._todo: list[str] = []
+        self._busy = False
+        self._thread = None
+
+    def put(self, name: str) -> None:
+        with self._cv:
+            self._todo.append(name)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="link-deleter", daemon=True)
+                self._thread.start()
+            self._cv.notify_all()
+
+    def drain(self) -> None:
+        with self._cv:
+            while self._todo or self._busy:
+                self._cv.wait()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._todo:
+                    self._cv.wait()
+                name = self._todo.pop(0)
+                self._busy = True
+            try:
+                kernel.delete_link(name)
+            except Exception:  # noqa: BLE001 - a leftover link is reconcile's to remove
+                pass
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()

@@ -575,3 +575,21 @@ def test_netlink_errors_are_errdefs_and_a_link_gone_meanwhile_is_deleted():
             raise NetlinkError(errno.ENODEV, "No such device")
 
     kernel._do(Racing(), plan.Op("del_link", {"name": name}))  # no exception
+
+
+def test_release_after_exit_deletes_veths_in_the_background(nm, netns):
+    """release_container(exited=True) frees the address and the rows at once and leaves the veth
+    to a background deleter; close() (the daemon's stop) waits for it, so nothing outlives us."""
+    ns, path = netns()
+    ep = nm.connect(CID1, path, "bridge")
+    assert ep.host_ifname in kernel.links()
+    nm.release_container(CID1, exited=True)
+    assert nm.store.endpoints(container_id=CID1) == []  # the commit point passed synchronously
+    nm._deleter.put("dytnosuch0")  # a link already gone (the kernel's netns teardown won) is fine
+    nm._deleter.drain()
+    assert ep.host_ifname not in kernel.links()
+    # The next container may take the next address at once.
+    ep2 = nm.connect(CID2, path, "bridge")
+    assert ep2.ip != ep.ip
+    nm.release_container(CID2)
+    assert ep2.host_ifname not in kernel.links()
